@@ -1,0 +1,58 @@
+//! tar archives (the legacy PyTorch tar format: `sys_info`, `pickle`, `storages`,
+//! `tensors`). Every regular member is sniffed and scanned as a stream.
+
+use std::io::{BufRead, BufReader};
+
+use palisade_core::{FileReport, Location};
+
+use crate::ScanCtx;
+
+/// Members beyond this count are not scanned (the report is marked incomplete).
+const MAX_MEMBERS: usize = 100_000;
+
+pub fn scan(r: &mut dyn BufRead, loc: &Location, ctx: &ScanCtx, report: &mut FileReport) {
+    if ctx.too_deep(report, "tar archive") {
+        return;
+    }
+    report.add_format("tar");
+    let mut archive = tar::Archive::new(r);
+    let entries = match archive.entries() {
+        Ok(e) => e,
+        Err(e) => {
+            report.mark_incomplete(format!("unreadable tar archive: {e}"));
+            return;
+        }
+    };
+    for (i, entry) in entries.enumerate() {
+        if i >= MAX_MEMBERS {
+            report.mark_incomplete(format!("more than {MAX_MEMBERS} tar members"));
+            return;
+        }
+        if let Some(reason) = ctx.budget.exhausted() {
+            report.mark_incomplete(reason);
+            return;
+        }
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                report.mark_incomplete(format!("tar archive breaks after {i} members: {e}"));
+                return;
+            }
+        };
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let name = entry
+            .path_bytes()
+            .iter()
+            .map(|b| {
+                if b.is_ascii_graphic() || *b == b' ' {
+                    char::from(*b)
+                } else {
+                    '?'
+                }
+            })
+            .collect::<String>();
+        crate::scan_stream(&mut BufReader::new(entry), &loc.member(name), &ctx.deeper(), report);
+    }
+}

@@ -1,0 +1,384 @@
+//! The pickle engine: a streaming opcode decoder ([`reader`]), a symbolic machine that
+//! follows CPython's unpickler ([`vm`]), and a deny-by-default judge ([`policy`]).
+
+pub mod ops;
+pub mod policy;
+pub mod reader;
+pub mod vm;
+
+use std::io::BufRead;
+
+use base64::Engine as _;
+use palisade_core::{FileReport, Finding, Location, Severity};
+
+use crate::rules;
+use crate::ScanCtx;
+use ops::Opcode;
+use policy::Verdict;
+use reader::{looks_like_embedded_pickle, Arg, DecodeError, OpReader};
+use vm::{AnomalyKind, InlineArray, Step, StepError, Vm, V};
+
+/// The pickled magic number that starts a legacy (pre-1.6) `torch.save` file.
+const TORCH_LEGACY_MAGIC: i128 = 0x1950a86a20f9469cfc6c;
+/// How many stacked pickles a legacy torch file has before raw storage data.
+const TORCH_LEGACY_PICKLES: u32 = 5;
+/// How many pickles one stream may stack before the scan stops (incomplete).
+const MAX_STACKED: u32 = 4096;
+/// Bytes examined to decide whether an unprefixed stream is a protocol-0/1 pickle.
+pub const SNIFF_BYTES: usize = 4096;
+
+/// What scanning one stream found, besides the findings pushed into the report.
+#[derive(Debug, Default)]
+pub struct StreamResult {
+    pub pickles: u32,
+    pub legacy_torch: bool,
+}
+
+/// Is `head` (the first bytes of a stream) a pickle? Streams that start with PROTO are;
+/// protocol-0/1 streams must decode and run cleanly, or import something with
+/// identifier-like names before they break — so text files are not mistaken for pickles,
+/// while a broken text-protocol payload still is.
+pub fn sniff(head: &[u8], policy: &policy::Policy) -> bool {
+    match head {
+        [0x80, p, next, ..] if *p <= ops::HIGHEST_PROTOCOL => return Opcode::from_byte(*next).is_some(),
+        [] => return false,
+        _ => {}
+    }
+    let mut r = OpReader::new(head, reader::ReaderConfig::default());
+    let mut vm = Vm::new(policy, vm::VmLimits::default());
+    let mut imported = false;
+    let mut n = 0u32;
+    loop {
+        let op = match r.next_op() {
+            Ok(Some(op)) => op,
+            // The head ended: a long clean prefix is a pickle.
+            Ok(None) | Err(DecodeError::Truncated { .. }) if r.pos() as usize >= head.len().min(SNIFF_BYTES) - 1 => {
+                return imported || n >= 8;
+            }
+            Ok(None) | Err(_) => return imported,
+        };
+        n += 1;
+        if let (Opcode::GLOBAL | Opcode::INST, Arg::Pair(m, name)) = (op.code, &op.arg) {
+            if !is_dotted_identifier(m) || !is_dotted_identifier(name) {
+                return false;
+            }
+            imported = true;
+        }
+        match vm.step(&op) {
+            Ok(Step::Stop(_)) => return true,
+            Ok(_) => {}
+            Err(_) => return imported,
+        }
+    }
+}
+
+fn is_dotted_identifier(s: &[u8]) -> bool {
+    !s.is_empty()
+        && s.split(|b| *b == b'.').all(|seg| {
+            matches!(seg.first(), Some(b'A'..=b'Z' | b'a'..=b'z' | b'_'))
+                && seg.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        })
+}
+
+/// Scans every pickle stacked in `reader`, pushing findings into `report`.
+pub fn scan_stream<R: BufRead>(
+    reader: R,
+    start: u64,
+    loc: &Location,
+    ctx: &ScanCtx,
+    report: &mut FileReport,
+) -> StreamResult {
+    let mut r = OpReader::with_offset(reader, ctx.reader_config(), start);
+    let mut result = StreamResult::default();
+    report.add_format("pickle");
+    loop {
+        let more = scan_one(&mut r, loc, ctx, report, &mut result);
+        if !more {
+            break;
+        }
+        if result.legacy_torch && result.pickles >= TORCH_LEGACY_PICKLES {
+            break;
+        }
+        // Another pickle follows only if the next bytes start one.
+        match r.peek_n(3) {
+            Ok(head)
+                if head.len() == 3
+                    && head[0] == 0x80
+                    && head[1] <= ops::HIGHEST_PROTOCOL
+                    && Opcode::from_byte(head[2]).is_some() => {}
+            _ => break,
+        }
+        if result.pickles >= MAX_STACKED {
+            report.mark_incomplete(format!("more than {MAX_STACKED} stacked pickles in one stream"));
+            break;
+        }
+    }
+    result
+}
+
+/// Scans one pickle; returns whether it ended cleanly at STOP (so another may follow).
+fn scan_one<R: BufRead>(
+    r: &mut OpReader<R>,
+    loc: &Location,
+    ctx: &ScanCtx,
+    report: &mut FileReport,
+    result: &mut StreamResult,
+) -> bool {
+    let mut vm = Vm::new(&ctx.opts.policy, ctx.vm_limits());
+    let first_pos = r.pos();
+    let index = result.pickles;
+    result.pickles += 1;
+    let mut clean = false;
+    loop {
+        if vm.ops % 4096 == 0 {
+            if let Some(reason) = ctx.budget.exhausted() {
+                report.mark_incomplete(reason);
+                break;
+            }
+        }
+        let op = match r.next_op() {
+            Ok(Some(op)) => op,
+            Ok(None) => {
+                if vm.ops > 0 {
+                    broken_finding(report, loc, r.pos(), "the stream ends before STOP", &vm);
+                }
+                break;
+            }
+            Err(DecodeError::Io(e)) => {
+                report.mark_incomplete(format!("read error inside pickle: {e}"));
+                break;
+            }
+            Err(e) => {
+                let pos = e.pos().unwrap_or(r.pos());
+                broken_finding(report, loc, pos, &e.to_string(), &vm);
+                break;
+            }
+        };
+        scan_embedded(&op, loc, ctx, report);
+        match vm.step(&op) {
+            Ok(Step::Continue) => {}
+            Ok(Step::Stop(v)) => {
+                if index == 0 && matches!(v, V::Int(TORCH_LEGACY_MAGIC)) {
+                    result.legacy_torch = true;
+                    report.add_format("pytorch-legacy");
+                }
+                clean = true;
+                break;
+            }
+            Ok(Step::InlineArray(a)) => {
+                report.add_format("joblib");
+                if !skip_inline_array(r, &a, loc, ctx, report) {
+                    break;
+                }
+            }
+            Err(StepError::Broken(b)) => {
+                broken_finding(report, loc, b.pos, &b.message, &vm);
+                break;
+            }
+            Err(StepError::Exhausted(e)) => {
+                report.mark_incomplete(e.0);
+                break;
+            }
+        }
+    }
+    let loc = if index > 0 {
+        loc.member(format!("pickle #{} @ {first_pos:#x}", index + 1))
+    } else {
+        loc.clone()
+    };
+    emit(&vm, &loc, report);
+    clean
+}
+
+fn skip_inline_array<R: BufRead>(
+    r: &mut OpReader<R>,
+    a: &InlineArray,
+    loc: &Location,
+    ctx: &ScanCtx,
+    report: &mut FileReport,
+) -> bool {
+    match a {
+        InlineArray::Raw { bytes, aligned } => {
+            let mut want = *bytes;
+            if *aligned {
+                match r.peek() {
+                    Ok(Some(pad)) => want += 1 + u64::from(pad),
+                    _ => return false,
+                }
+            }
+            matches!(r.skip(want), Ok(n) if n == want)
+        }
+        InlineArray::Pickle => {
+            // joblib writes object arrays as a complete nested pickle; the outer stream
+            // continues after its STOP.
+            let start = r.pos();
+            let nested_loc = loc.member(format!("joblib object array @ {start:#x}"));
+            let mut vm_result = StreamResult::default();
+            scan_one(r, &nested_loc, ctx, report, &mut vm_result)
+        }
+        InlineArray::Unknown(why) => {
+            report.mark_incomplete(format!("joblib inline array of unknown size ({why})"));
+            false
+        }
+    }
+}
+
+/// Pickles hidden in byte or text arguments: raw, base64 or hex.
+fn scan_embedded(op: &reader::Op, loc: &Location, ctx: &ScanCtx, report: &mut FileReport) {
+    let data: &[u8] = match &op.arg {
+        Arg::Bytes(b) if b.is_complete() => &b.data,
+        Arg::Text(t) if !t.truncated => t.value.as_bytes(),
+        _ => return,
+    };
+    if !looks_like_embedded_pickle(data) {
+        return;
+    }
+    let (decoded, encoding): (Option<Vec<u8>>, &str) = match data.first() {
+        Some(0x80) => (Some(data.to_vec()), "raw"),
+        Some(b'g') => {
+            let text: Vec<u8> = data.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+            (base64::engine::general_purpose::STANDARD.decode(&text).ok(), "base64")
+        }
+        _ => (decode_hex(data), "hex"),
+    };
+    let Some(bytes) = decoded else { return };
+    if ctx.depth + 1 > ctx.opts.limits.max_depth {
+        report.mark_incomplete(format!(
+            "embedded pickle at offset {} nested deeper than {} levels",
+            op.pos, ctx.opts.limits.max_depth
+        ));
+        return;
+    }
+    let nested = loc.member(format!(
+        "embedded pickle ({encoding}) in {} @ {:#x}",
+        op.code.name(),
+        op.pos
+    ));
+    report.findings.push(
+        Finding::new(
+            &rules::PKL008,
+            loc.at(op.pos),
+            format!(
+                "a {encoding}-encoded pickle is embedded in a {} argument; it was scanned too",
+                op.code.name()
+            ),
+        )
+        .with_evidence(format!("{} bytes", bytes.len())),
+    );
+    let inner = ctx.deeper();
+    scan_stream(bytes.as_slice(), 0, &nested, &inner, report);
+}
+
+fn decode_hex(data: &[u8]) -> Option<Vec<u8>> {
+    let text: Vec<u8> = data.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    text.chunks(2)
+        .map(|pair| {
+            let s = std::str::from_utf8(pair).ok()?;
+            u8::from_str_radix(s, 16).ok()
+        })
+        .collect()
+}
+
+fn broken_finding(report: &mut FileReport, loc: &Location, pos: u64, why: &str, vm: &Vm) {
+    let called: Vec<&str> = vm
+        .imports
+        .iter()
+        .filter(|i| i.invoked_at.is_some())
+        .map(|i| i.judgement.path.as_str())
+        .collect();
+    let mut f = Finding::new(
+        &rules::PKL005,
+        loc.at(pos),
+        format!("the pickle stream is broken at offset {pos} ({why}); a loader runs everything before the break and then fails"),
+    );
+    if !called.is_empty() {
+        f = f.with_evidence(format!("called before the break: {}", called.join(", ")));
+    }
+    report.findings.push(f);
+}
+
+/// Turns the machine's imports and anomalies into findings.
+fn emit(vm: &Vm, loc: &Location, report: &mut FileReport) {
+    for imp in &vm.imports {
+        let path = &imp.judgement.path;
+        let invoked = imp.invoked_at.is_some();
+        let at = loc.at(imp.invoked_at.unwrap_or(imp.pos));
+        let times = if imp.calls > 1 {
+            format!(" ({} times)", imp.calls)
+        } else {
+            String::new()
+        };
+        let evidence = imp.evidence.clone().unwrap_or_else(|| format!("{} {path}", imp.via));
+        let finding = match &imp.judgement.verdict {
+            Verdict::Allowed { .. } => continue,
+            Verdict::Dangerous { matched, reason } => {
+                let via = if path == matched || path.starts_with(&format!("{matched}.")) {
+                    String::new()
+                } else {
+                    format!(" (reached through `{path}`)")
+                };
+                if invoked {
+                    Finding::new(
+                        &rules::PKL001,
+                        at,
+                        format!("`{path}` is called when the file is loaded{times} ({reason}){via}"),
+                    )
+                } else {
+                    Finding::new(
+                        &rules::PKL002,
+                        at,
+                        format!("`{path}` is imported by the pickle ({reason}){via}"),
+                    )
+                }
+            }
+            Verdict::DunderWalk { segment } => {
+                let f = Finding::new(
+                    &rules::PKL010,
+                    at,
+                    format!(
+                        "`{path}` walks through `{segment}` to reach interpreter internals{}",
+                        if invoked { " and is called" } else { "" }
+                    ),
+                );
+                if invoked {
+                    f.with_severity(Severity::Critical)
+                } else {
+                    f
+                }
+            }
+            Verdict::Unknown => {
+                if invoked {
+                    Finding::new(
+                        &rules::PKL003,
+                        at,
+                        format!("`{path}` is called when the file is loaded{times} and is not on any allowlist"),
+                    )
+                } else {
+                    Finding::new(
+                        &rules::PKL003,
+                        at,
+                        format!("`{path}` is referenced by the pickle and is not on any allowlist"),
+                    )
+                    .with_severity(Severity::Low)
+                }
+            }
+        };
+        report.findings.push(finding.with_evidence(evidence));
+    }
+    for a in &vm.anomalies {
+        let rule = match a.kind {
+            AnomalyKind::Unresolvable => &rules::PKL004,
+            AnomalyKind::GlobalMutation => &rules::PKL006,
+            AnomalyKind::ExtensionCode => &rules::PKL007,
+            AnomalyKind::MemoReuse => &rules::PKL009,
+        };
+        let mut f = Finding::new(rule, loc.at(a.pos), a.message.clone());
+        if let Some(ev) = &a.evidence {
+            f = f.with_evidence(ev.clone());
+        }
+        report.findings.push(f);
+    }
+}

@@ -1,0 +1,348 @@
+//! Every rule the artifact scanner can report. Codes are stable and never reused.
+//!
+//! Each rule's documentation is its doc comment, with the headings `What it does`,
+//! `Why is this bad`, `Example`, `Remediation` and `References`; `palisade rule CODE`
+//! prints it and the SARIF output carries it as help text.
+
+use palisade_core::{declare_rule, Rule};
+
+declare_rule! {
+    /// ## What it does
+    /// Flags a pickle that calls a known-dangerous callable (process execution, code
+    /// evaluation, file or network access, nested deserialisation) while it is loaded.
+    ///
+    /// ## Why is this bad
+    /// Unpickling runs every `REDUCE`, `INST`, `OBJ`, `NEWOBJ` and forwarded call in the
+    /// stream. A model file that calls `os.system` or `builtins.eval` runs the attacker's
+    /// code on the machine that loads it, with that user's privileges (MITRE ATLAS
+    /// AML.T0011.000 Unsafe AI Artifacts, AML.T0010 AI Supply Chain Compromise).
+    ///
+    /// ## Example
+    /// A PyTorch checkpoint whose `data.pkl` contains
+    /// `GLOBAL os system` + `('touch /tmp/x',)` + `REDUCE`.
+    ///
+    /// ## Remediation
+    /// Do not load the file. Obtain the model from a trusted source, prefer
+    /// weights-only formats (safetensors), and load PyTorch files with
+    /// `torch.load(weights_only=True)`.
+    ///
+    /// ## References
+    /// CWE-502 Deserialization of Untrusted Data; MITRE ATLAS AML.T0011.000, AML.T0010.003;
+    /// OWASP LLM03:2025 Supply Chain, ML06:2023 AI Supply Chain Attacks.
+    pub static PKL001 = {
+        code: "PKL001",
+        name: "dangerous-callable-invoked",
+        severity: Critical,
+        status: Stable,
+        references: ["CWE-502", "AML.T0011.000", "AML.T0010.003", "LLM03:2025", "ML06:2023"],
+    };
+}
+
+declare_rule! {
+    /// ## What it does
+    /// Flags a pickle that imports a known-dangerous callable without a call the scanner
+    /// can see.
+    ///
+    /// ## Why is this bad
+    /// A dangerous global in a model file has no legitimate use: it can still be called
+    /// by code that handles the loaded object (a `defaultdict` factory, a hook, a
+    /// `__setstate__`), or by a gadget the scanner does not model.
+    ///
+    /// ## Example
+    /// `GLOBAL subprocess Popen` stored as a dictionary value.
+    ///
+    /// ## Remediation
+    /// Treat the file as malicious unless its producer can explain the import; re-export
+    /// the weights in a data-only format.
+    ///
+    /// ## References
+    /// CWE-502; MITRE ATLAS AML.T0011.000; OWASP LLM03:2025, ML06:2023.
+    pub static PKL002 = {
+        code: "PKL002",
+        name: "dangerous-callable-imported",
+        severity: High,
+        status: Stable,
+        references: ["CWE-502", "AML.T0011.000", "LLM03:2025", "ML06:2023"],
+    };
+}
+
+declare_rule! {
+    /// ## What it does
+    /// Flags a callable that is on no allowlist: medium when the pickle calls it, low
+    /// when it only references it.
+    ///
+    /// ## Why is this bad
+    /// Palisade is deny-by-default. Denylists are bypassed by every new gadget (dozens of
+    /// published advisories against denylist scanners); an unknown callable is never
+    /// reported clean. Framework allowlists cover PyTorch, NumPy, scikit-learn, joblib,
+    /// pandas and Hugging Face training artifacts.
+    ///
+    /// ## Example
+    /// `__main__.MyModel` from a model pickled in a training script, or an obscure
+    /// standard-library function used as a gadget.
+    ///
+    /// ## Remediation
+    /// If the callable is your own trusted code, add it to `[scan] allow` in
+    /// `palisade.toml` (`package.module.Name`, or `package.module.*` for its classes).
+    /// Otherwise investigate what it does when called with the evidence's arguments.
+    ///
+    /// ## References
+    /// CWE-502; MITRE ATLAS AML.T0011.000; OWASP LLM03:2025.
+    pub static PKL003 = {
+        code: "PKL003",
+        name: "unlisted-callable",
+        severity: Medium,
+        status: Stable,
+        references: ["CWE-502", "AML.T0011.000", "LLM03:2025"],
+    };
+}
+
+declare_rule! {
+    /// ## What it does
+    /// Flags imports and calls whose target cannot be resolved without running the
+    /// pickle: `STACK_GLOBAL` with operands that are not plain strings, resolver calls
+    /// (`__import__`, `_ufunc_reconstruct`, …) with computed operands, and calls of values
+    /// that are not imported names.
+    ///
+    /// ## Why is this bad
+    /// Legitimate pickles name their callables with literal strings. Computing a name is
+    /// how payloads hide from scanners that only read `GLOBAL` opcodes.
+    ///
+    /// ## Example
+    /// `STACK_GLOBAL` whose module operand is the result of a `REDUCE`.
+    ///
+    /// ## Remediation
+    /// Treat as malicious; do not load.
+    ///
+    /// ## References
+    /// CWE-502; MITRE ATLAS AML.T0011.000.
+    pub static PKL004 = {
+        code: "PKL004",
+        name: "unresolvable-callable",
+        severity: High,
+        status: Stable,
+        references: ["CWE-502", "AML.T0011.000"],
+    };
+}
+
+declare_rule! {
+    /// ## What it does
+    /// Flags a pickle stream that is truncated or malformed: an unknown opcode, a bad
+    /// argument, a stack underflow, a missing memo entry, or no `STOP`.
+    ///
+    /// ## Why is this bad
+    /// Unpicklers execute opcodes as they read them, so everything before the break has
+    /// already run when the load fails. Breaking the stream right after a payload
+    /// ("nullifAI") makes scanners that reject broken files skip it while the payload
+    /// still runs. The finding's evidence lists what was called before the break.
+    ///
+    /// ## Example
+    /// `GLOBAL os system`, `REDUCE`, then garbage instead of `STOP`.
+    ///
+    /// ## Remediation
+    /// Do not load the file; obtain an intact copy from its producer.
+    ///
+    /// ## References
+    /// CWE-502; MITRE ATLAS AML.T0011.000.
+    pub static PKL005 = {
+        code: "PKL005",
+        name: "broken-pickle-stream",
+        severity: Medium,
+        status: Stable,
+        references: ["CWE-502", "AML.T0011.000"],
+    };
+}
+
+declare_rule! {
+    /// ## What it does
+    /// Flags a pickle that modifies an imported module, class or function in place:
+    /// `BUILD`, `SETITEM(S)`, `APPEND(S)` or `ADDITEMS` applied to an imported name.
+    ///
+    /// ## Why is this bad
+    /// `BUILD` on a class or module sets its attributes; `SETITEMS` on `os.environ`
+    /// changes the environment. Either can replace code the application later runs.
+    ///
+    /// ## Example
+    /// `GLOBAL torch load`, `{...}`, `BUILD`.
+    ///
+    /// ## Remediation
+    /// Treat as malicious; do not load.
+    ///
+    /// ## References
+    /// CWE-502, CWE-915; MITRE ATLAS AML.T0011.000.
+    pub static PKL006 = {
+        code: "PKL006",
+        name: "imported-object-mutation",
+        severity: High,
+        status: Stable,
+        references: ["CWE-502", "CWE-915", "AML.T0011.000"],
+    };
+}
+
+declare_rule! {
+    /// ## What it does
+    /// Flags `EXT1`, `EXT2` and `EXT4` opcodes, which import a callable through the
+    /// loading process's `copyreg` extension registry.
+    ///
+    /// ## Why is this bad
+    /// What an extension code means is decided by the process that loads the file, not by
+    /// the file, so it cannot be judged statically. Standard model files never use them.
+    ///
+    /// ## Example
+    /// `EXT1 0x01` followed by `REDUCE`.
+    ///
+    /// ## Remediation
+    /// Re-export the model without extension codes.
+    ///
+    /// ## References
+    /// CWE-502; MITRE ATLAS AML.T0011.000.
+    pub static PKL007 = {
+        code: "PKL007",
+        name: "extension-registry-import",
+        severity: High,
+        status: Stable,
+        references: ["CWE-502", "AML.T0011.000"],
+    };
+}
+
+declare_rule! {
+    /// ## What it does
+    /// Reports a pickle embedded in a byte or text argument of another pickle, raw or
+    /// base64- or hex-encoded. The embedded pickle is scanned and its own findings are
+    /// reported at its location.
+    ///
+    /// ## Why is this bad
+    /// Nesting hides a payload from scanners that read one level; an outer
+    /// `pickle.loads` call runs the inner one.
+    ///
+    /// ## Example
+    /// `GLOBAL pickle loads` + `(BINBYTES <pickle>,)` + `REDUCE`.
+    ///
+    /// ## Remediation
+    /// Review the inner findings; a nested pickle has no place in model weights.
+    ///
+    /// ## References
+    /// CWE-502; MITRE ATLAS AML.T0011.000.
+    pub static PKL008 = {
+        code: "PKL008",
+        name: "embedded-pickle",
+        severity: Low,
+        status: Stable,
+        references: ["CWE-502", "AML.T0011.000"],
+    };
+}
+
+declare_rule! {
+    /// ## What it does
+    /// Flags a memo slot that is written twice.
+    ///
+    /// ## Why is this bad
+    /// Picklers never reuse a memo slot. Overwriting one makes the same `GET` refer to
+    /// different objects at different points, a trick used to confuse scanners that
+    /// resolve names from the memo once.
+    ///
+    /// ## Example
+    /// `BINUNICODE 'builtins' BINPUT 0 … BINUNICODE 'os' BINPUT 0 … BINGET 0 STACK_GLOBAL`.
+    ///
+    /// ## Remediation
+    /// Treat the file as crafted by hand; review the other findings.
+    ///
+    /// ## References
+    /// CWE-502.
+    pub static PKL009 = {
+        code: "PKL009",
+        name: "memo-slot-reuse",
+        severity: Low,
+        status: Preview,
+        references: ["CWE-502"],
+    };
+}
+
+declare_rule! {
+    /// ## What it does
+    /// Flags an imported name that walks through dunder attributes such as
+    /// `__builtins__`, `__globals__`, `__dict__` or `__subclasses__`; critical when it is
+    /// called.
+    ///
+    /// ## Why is this bad
+    /// Protocol 4 resolves dotted names attribute by attribute, so `numpy` +
+    /// `__builtins__.eval` reaches `eval` through a harmless-looking module. No model needs
+    /// interpreter internals.
+    ///
+    /// ## Example
+    /// `STACK_GLOBAL('collections', 'OrderedDict.__init__.__globals__')`.
+    ///
+    /// ## Remediation
+    /// Treat as malicious; do not load.
+    ///
+    /// ## References
+    /// CWE-502; MITRE ATLAS AML.T0011.000.
+    pub static PKL010 = {
+        code: "PKL010",
+        name: "dunder-attribute-walk",
+        severity: High,
+        status: Stable,
+        references: ["CWE-502", "AML.T0011.000"],
+    };
+}
+
+declare_rule! {
+    /// ## What it does
+    /// Reports a NumPy `.npy` array (or `.npz` member) with an object dtype, whose data is
+    /// a pickle. The pickle is scanned and its own findings reported.
+    ///
+    /// ## Why is this bad
+    /// Loading it needs `numpy.load(..., allow_pickle=True)`, which runs the pickle.
+    /// Numeric arrays never need it.
+    ///
+    /// ## Example
+    /// `np.save("x.npy", np.array([obj], dtype=object))`.
+    ///
+    /// ## Remediation
+    /// Store numeric dtypes; keep `allow_pickle=False` when loading.
+    ///
+    /// ## References
+    /// CWE-502; MITRE ATLAS AML.T0011.000.
+    pub static NPY001 = {
+        code: "NPY001",
+        name: "numpy-object-array",
+        severity: Low,
+        status: Stable,
+        references: ["CWE-502", "AML.T0011.000"],
+    };
+}
+
+declare_rule! {
+    /// ## What it does
+    /// Flags a zip container (a PyTorch checkpoint, an `.npz`) whose structure disagrees
+    /// with itself: a local header name that differs from the central directory, a CRC
+    /// that does not match, encryption flags on readable data, duplicate names, members
+    /// outside the archive's folder, or data present only in local headers.
+    ///
+    /// ## Why is this bad
+    /// PyTorch reads zips leniently (central-directory names, no CRC check), while
+    /// Python's `zipfile` refuses such files. Scanners built on `zipfile` therefore skip
+    /// what PyTorch loads. Palisade reads every member the lenient way and reports the
+    /// inconsistency itself.
+    ///
+    /// ## Example
+    /// `archive/data.pkl` in the central directory, `archive/data.txt` in its local header.
+    ///
+    /// ## Remediation
+    /// Re-save the model with its framework; reject files that were edited by hand.
+    ///
+    /// ## References
+    /// CWE-20; MITRE ATLAS AML.T0010.003.
+    pub static ARC001 = {
+        code: "ARC001",
+        name: "inconsistent-archive",
+        severity: Medium,
+        status: Preview,
+        references: ["CWE-20", "AML.T0010.003"],
+    };
+}
+
+/// Every rule of this crate, in code order.
+pub static ALL: &[&Rule] = &[
+    &PKL001, &PKL002, &PKL003, &PKL004, &PKL005, &PKL006, &PKL007, &PKL008, &PKL009, &PKL010, &NPY001, &ARC001,
+];

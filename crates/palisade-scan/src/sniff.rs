@@ -1,0 +1,89 @@
+//! Format detection by content, never by file name.
+
+use crate::pickle;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Zip,
+    Npy,
+    Tar,
+    Gzip,
+    /// A zlib stream (joblib's `compress=True` default).
+    Zlib,
+    /// A compression this version recognises but does not decompress.
+    Compressed(&'static str),
+    Pickle,
+    Unknown,
+}
+
+pub fn sniff(head: &[u8], policy: &pickle::policy::Policy) -> Kind {
+    if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
+        return Kind::Zip;
+    }
+    if head.starts_with(b"\x93NUMPY") {
+        return Kind::Npy;
+    }
+    if head.len() >= 262 && &head[257..262] == b"ustar" {
+        return Kind::Tar;
+    }
+    if head.starts_with(&[0x1f, 0x8b]) {
+        return Kind::Gzip;
+    }
+    // zlib: CMF 0x78 and a header checksum that divides by 31.
+    if let [0x78, flg, ..] = head {
+        if (0x7800u16 | u16::from(*flg)) % 31 == 0 {
+            return Kind::Zlib;
+        }
+    }
+    if head.starts_with(b"BZh") {
+        return Kind::Compressed("bzip2");
+    }
+    if head.starts_with(b"\xfd7zXZ\x00") {
+        return Kind::Compressed("xz");
+    }
+    if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        return Kind::Compressed("zstd");
+    }
+    if head.starts_with(&[0x04, 0x22, 0x4d, 0x18]) {
+        return Kind::Compressed("lz4");
+    }
+    if pickle::sniff(head, policy) {
+        return Kind::Pickle;
+    }
+    Kind::Unknown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k(b: &[u8]) -> Kind {
+        sniff(b, &Default::default())
+    }
+
+    #[test]
+    fn pickles_by_content() {
+        assert_eq!(k(b"\x80\x04\x95\x00"), Kind::Pickle);
+        assert_eq!(k(b"cos\nsystem\n(S'x'\ntR."), Kind::Pickle);
+        // Broken after an import is still a pickle (nullifAI).
+        assert_eq!(k(b"cos\nsystem\n(S'x'\ntR\x00garbage"), Kind::Pickle);
+        assert_eq!(k(b"N."), Kind::Pickle);
+    }
+
+    #[test]
+    fn text_is_not_a_pickle() {
+        assert_eq!(k(b"import torch\nprint(1)\n"), Kind::Unknown);
+        assert_eq!(k(b"config = 1\n"), Kind::Unknown);
+        assert_eq!(k(b"# README\n"), Kind::Unknown);
+        assert_eq!(k(b"{\"a\": 1}"), Kind::Unknown);
+        assert_eq!(k(b""), Kind::Unknown);
+    }
+
+    #[test]
+    fn containers() {
+        assert_eq!(k(b"PK\x03\x04rest"), Kind::Zip);
+        assert_eq!(k(b"\x93NUMPY\x01\x00"), Kind::Npy);
+        assert_eq!(k(&[0x78, 0x9c, 1, 2]), Kind::Zlib);
+        assert_eq!(k(&[0x1f, 0x8b, 8]), Kind::Gzip);
+    }
+}

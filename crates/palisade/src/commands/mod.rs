@@ -1,0 +1,11 @@
+pub mod rule;
+pub mod scan;
+
+use palisade_core::Rule;
+
+/// The registry: every rule of every stage crate, in code order.
+pub fn all_rules() -> Vec<&'static Rule> {
+    let mut rules: Vec<&'static Rule> = palisade_scan::rules::ALL.to_vec();
+    rules.sort_by_key(|r| r.code);
+    rules
+}

@@ -1,0 +1,120 @@
+//! `palisade.toml`: unknown keys are rejected, every key is documented in
+//! `docs/configuration.md`. Precedence: command-line flag > environment > file > default.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use palisade_core::Severity;
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub scan: ScanConfig,
+    /// Findings to suppress, each with a reason.
+    #[serde(default)]
+    pub ignore: Vec<Ignore>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScanConfig {
+    pub fail_on: Option<Severity>,
+    pub max_file_size: Option<String>,
+    pub timeout: Option<String>,
+    pub jobs: Option<usize>,
+    /// Organisation allowlist additions: `package.module.name` or `package.module.*`.
+    #[serde(default)]
+    pub allow: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ignore {
+    /// A rule code (`PKL003`) or a code prefix (`PKL`).
+    pub code: String,
+    /// A glob matched against the reported path (`models/legacy/**`); `**` matches all.
+    pub path: String,
+    /// Why this is acceptable; required.
+    pub reason: String,
+}
+
+impl Config {
+    /// Loads the explicit config, or `./palisade.toml` when present, or defaults.
+    pub fn load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>)> {
+        let path = match explicit {
+            Some(p) => p.to_path_buf(),
+            None => {
+                let default = PathBuf::from("palisade.toml");
+                if !default.is_file() {
+                    return Ok((Config::default(), None));
+                }
+                default
+            }
+        };
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        let config = Config::parse(&text).with_context(|| format!("invalid config file {}", path.display()))?;
+        Ok((config, Some(path)))
+    }
+
+    pub fn parse(text: &str) -> Result<Config> {
+        let config: Config = toml::from_str(text)?;
+        for (i, ig) in config.ignore.iter().enumerate() {
+            if ig.reason.trim().is_empty() {
+                bail!(
+                    "[[ignore]] entry {} ({} at {}) needs a non-empty `reason`",
+                    i + 1,
+                    ig.code,
+                    ig.path
+                );
+            }
+            if ig.code.trim().is_empty() {
+                bail!("[[ignore]] entry {} needs a `code`", i + 1);
+            }
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_config_parses() {
+        let c = Config::parse(
+            r#"
+            [scan]
+            fail_on = "high"
+            max_file_size = "2GiB"
+            timeout = "30s"
+            jobs = 4
+            allow = ["acme.models.*"]
+
+            [[ignore]]
+            code = "PKL003"
+            path = "legacy/**"
+            reason = "reviewed in SEC-123"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.scan.fail_on, Some(Severity::High));
+        assert_eq!(c.ignore.len(), 1);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = Config::parse("[scan]\nfail_onn = \"high\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("fail_onn"), "{err:#}");
+        assert!(Config::parse("[scanner]\n").is_err());
+    }
+
+    #[test]
+    fn ignore_needs_a_reason() {
+        let err = Config::parse("[[ignore]]\ncode = \"PKL003\"\npath = \"**\"\nreason = \" \"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("reason"));
+        assert!(Config::parse("[[ignore]]\ncode = \"PKL003\"\npath = \"**\"\n").is_err());
+    }
+}

@@ -1,0 +1,55 @@
+//! The `palisade` command line. This is the only crate that prints to stdout, knows about
+//! terminals, or uses `anyhow`.
+
+mod cli;
+mod commands;
+mod config;
+mod units;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+/// Exit codes (as ripgrep and ruff): 0 clean, 1 findings at or above `--fail-on`,
+/// 2 error or incomplete scan.
+pub const EXIT_CLEAN: u8 = 0;
+pub const EXIT_FINDINGS: u8 = 1;
+pub const EXIT_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose, cli.log_json);
+    let result = match cli.command {
+        Command::Scan(args) => commands::scan::run(args, cli.config.as_deref()),
+        Command::Rule(args) => commands::rule::run(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn init_tracing(verbose: u8, json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_env("PALISADE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    if json {
+        builder.json().init();
+    } else {
+        builder.without_time().init();
+    }
+}
