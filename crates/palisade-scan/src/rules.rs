@@ -306,7 +306,7 @@ declare_rule! {
     pub static NPY001 = {
         code: "NPY001",
         name: "numpy-object-array",
-        severity: Low,
+        severity: Info,
         status: Stable,
         references: ["CWE-502", "AML.T0011.000"],
     };

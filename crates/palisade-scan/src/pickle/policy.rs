@@ -163,11 +163,19 @@ static DANGEROUS: &[(&str, bool, &str)] = &[
     ("numpy.ctypeslib", false, "loads native libraries"),
     ("torch.load", true, "nested model load runs pickles"),
     ("torch.serialization.load", true, "nested model load runs pickles"),
+    ("torch.jit._pickle", false, ""), // carve-out: see SAFE_UNDER_DANGEROUS
     ("torch.jit", true, "loads or compiles TorchScript"),
     ("torch.hub", true, "downloads and runs code"),
     ("torch.package", true, "imports packaged code"),
     ("torch._C._jit", false, "TorchScript internals"),
-    ("torch._C._import_ir_module", false, "TorchScript internals"),
+    ("torch._C._import_ir_module", false, "loads TorchScript modules"),
+    ("torch._C.import_ir_module", false, "loads TorchScript modules"),
+    (
+        "torch._C._load_for_lite_interpreter",
+        false,
+        "loads TorchScript modules",
+    ),
+    ("copyreg.add_extension", true, "registers callables behind EXT opcodes"),
     ("torch.ops", false, "calls registered operators"),
     ("torch.classes", false, "calls registered classes"),
     ("torch.utils.cpp_extension", true, "compiles and loads native code"),
@@ -185,12 +193,10 @@ static DANGEROUS: &[(&str, bool, &str)] = &[
         false,
         "loads models that may contain code",
     ),
-    ("sklearn.datasets", false, "downloads and writes files"),
-    ("sklearn.utils._testing", false, "test helpers that run code"),
 ];
 
 /// Paths below a dangerous prefix that are not themselves dangerous (judged as unknown).
-static SAFE_UNDER_DANGEROUS: &[&str] = &["os.path"];
+static SAFE_UNDER_DANGEROUS: &[&str] = &["os.path", "torch.jit._pickle"];
 
 /// Python 2 module names as `Lib/_compat_pickle.py` maps them (the subset that matters for
 /// judgement).
@@ -490,6 +496,25 @@ pub static FRAMEWORKS: &[Framework] = &[
             "torch.amp.grad_scaler.*",
             "torch.cuda.amp.grad_scaler.*",
             "torch.torch_version.TorchVersion",
+            "torch.FloatTensor",
+            "torch.DoubleTensor",
+            "torch.HalfTensor",
+            "torch.BFloat16Tensor",
+            "torch.LongTensor",
+            "torch.IntTensor",
+            "torch.ShortTensor",
+            "torch.CharTensor",
+            "torch.ByteTensor",
+            "torch.BoolTensor",
+            // TorchScript archives: helpers of torch/jit/_pickle.py, and compiled classes
+            // that the TorchScript runtime resolves from the archive's own code/.
+            "torch.jit._pickle.build_intlist",
+            "torch.jit._pickle.build_tensorlist",
+            "torch.jit._pickle.build_doublelist",
+            "torch.jit._pickle.build_boollist",
+            "torch.jit._pickle.build_tensor_from_id",
+            "torch.jit._pickle.restore_type_tag",
+            "__torch__.*",
         ],
         exclude: &[],
     },
@@ -662,7 +687,8 @@ fn pattern_matches(pattern: &str, path: &str) -> bool {
                 return false;
             }
             let last = path.rsplit('.').next().unwrap_or_default();
-            last.chars().next().is_some_and(|c| c.is_ascii_uppercase()) && !path.split('.').any(is_dunder)
+            last.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+                && !path[prefix.len()..].split('.').any(is_dunder)
         }
         None => pattern == path,
     }
@@ -696,7 +722,8 @@ impl Policy {
                 reason,
             };
         }
-        for i in 1..segs.len() {
+        // Only the attribute part is a walk; the module part is imported as named.
+        for i in module_segments.max(1)..segs.len() {
             // Through `__builtins__`, the rest are builtins.
             let rerooted = if segs[i - 1] == "__builtins__" || segs[i - 1] == "builtins" {
                 format!("builtins.{}", segs[i..].join("."))
@@ -808,7 +835,14 @@ mod tests {
             Verdict::Allowed { .. }
         ));
         assert_eq!(v("sklearn.linear_model._logistic", "some_function"), Verdict::Unknown);
+        // Excluded from the class pattern: judged unknown, not allowed.
         assert_eq!(v("sklearn.datasets._base", "Bunch"), Verdict::Unknown);
+        assert_eq!(v("sklearn.utils._testing", "TempMemmap"), Verdict::Unknown);
+        // The module part is imported as named, not walked: no re-rooting inside it.
+        assert!(matches!(
+            v("numpy.random._pickle", "__bit_generator_ctor"),
+            Verdict::Allowed { .. }
+        ));
         assert_eq!(v("__main__", "MyModel"), Verdict::Unknown);
     }
 

@@ -490,9 +490,13 @@ fn raw_unicode_escape_decode(s: &[u8]) -> Option<String> {
                 let start = i + run + 1;
                 let hex = s.get(start..start + n)?;
                 let v = u32::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
-                out.push(char::from_u32(v).unwrap_or('\u{fffd}'));
                 if v > 0x10ffff {
                     return None;
+                }
+                match char::from_u32(v) {
+                    Some(c) => out.push(c),
+                    // A lone surrogate: rendered as `surrogatepass` + `replace` would.
+                    None => out.push_str("\u{fffd}\u{fffd}\u{fffd}"),
                 }
                 i = start + n;
                 continue;
@@ -537,7 +541,9 @@ pub fn decode_utf8_surrogatepass(bytes: &[u8]) -> Option<String> {
 
 /// The argument as `tests/fixtures/gen_pickle_fixtures.py` normalises what
 /// `pickletools.genops` yields; used by the differential test against CPython.
-pub fn genops_repr(arg: &Arg) -> Option<String> {
+/// `Err` where `pickletools` itself rejects the argument (it decodes protocol-0 strings
+/// and names as ASCII, stricter than the unpickler, which this decoder follows).
+pub fn genops_repr(code: Opcode, arg: &Arg) -> Result<Option<String>, &'static str> {
     fn s(v: &str, chars: u64) -> String {
         let head: String = v.chars().take(64).collect();
         if chars > 64 {
@@ -546,32 +552,43 @@ pub fn genops_repr(arg: &Arg) -> Option<String> {
             format!("s:{head}")
         }
     }
-    fn ascii_line(line: &[u8]) -> String {
+    fn ascii_line(line: &[u8]) -> Result<String, &'static str> {
         match escape_decode(line) {
-            Some(b) if b.is_ascii() => String::from_utf8_lossy(&b).into_owned(),
-            _ => String::from("<invalid>"),
+            Some(b) if b.is_ascii() => Ok(String::from_utf8_lossy(&b).into_owned()),
+            _ => Err("not ASCII"),
         }
     }
-    Some(match arg {
-        Arg::None => return None,
+    fn text(v: String) -> String {
+        let n = v.chars().count() as u64;
+        s(&v, n)
+    }
+    Ok(Some(match arg {
+        Arg::None => return Ok(None),
+        Arg::Int(v) if *v == i128::MIN => "i:big".to_owned(),
         Arg::Int(v) => format!("i:{v}"),
         Arg::BigInt => "i:big".to_owned(),
         Arg::Bool(b) => format!("bool:{b}"),
         Arg::Float(f) => format!("f:{:016x}", f.to_bits()),
         Arg::Text(t) => s(&t.value, t.chars),
+        // STRING is escape-decoded and ASCII-decoded; BINSTRING and SHORT_BINSTRING are
+        // Latin-1 decoded.
+        Arg::Bytes(b) if code == Opcode::STRING => {
+            if !b.data.is_ascii() {
+                return Err("not ASCII");
+            }
+            text(String::from_utf8_lossy(&b.data).into_owned())
+        }
+        Arg::Bytes(b) if matches!(code, Opcode::BINSTRING | Opcode::SHORT_BINSTRING) => {
+            let latin1: String = b.data.iter().map(|c| char::from(*c)).collect();
+            s(&latin1, b.len)
+        }
         Arg::Bytes(b) => {
             let hex: String = b.data.iter().take(32).map(|x| format!("{x:02x}")).collect();
             format!("b:{}:{hex}", b.len)
         }
-        Arg::Line(l) => {
-            let v = ascii_line(l);
-            s(&v, v.chars().count() as u64)
-        }
-        Arg::Pair(m, n) => {
-            let v = format!("{} {}", ascii_line(m), ascii_line(n));
-            s(&v, v.chars().count() as u64)
-        }
-    })
+        Arg::Line(l) => text(ascii_line(l)?),
+        Arg::Pair(m, n) => text(format!("{} {}", ascii_line(m)?, ascii_line(n)?)),
+    }))
 }
 
 #[cfg(test)]
@@ -582,7 +599,7 @@ mod tests {
         let mut r = OpReader::new(bytes, ReaderConfig::default());
         let mut out = Vec::new();
         while let Ok(Some(op)) = r.next_op() {
-            out.push((op.pos, op.code.name(), genops_repr(&op.arg)));
+            out.push((op.pos, op.code.name(), genops_repr(op.code, &op.arg).unwrap()));
             if op.code == Opcode::STOP {
                 break;
             }
@@ -599,7 +616,7 @@ mod tests {
                 (0, "MARK", None),
                 (1, "INT", Some("bool:true".into())),
                 (5, "LONG", Some("i:12".into())),
-                (10, "STRING", Some("b:2:6141".into())),
+                (10, "STRING", Some("s:aA".into())),
                 (19, "GLOBAL", Some("s:os system".into())),
                 (30, "TUPLE", None),
                 (31, "STOP", None),

@@ -183,6 +183,8 @@ pub struct Vm<'p> {
     by_path: HashMap<String, usize>,
     pub anomalies: Vec<Anomaly>,
     pub ops: u64,
+    /// Extension codes registered by `copyreg.add_extension` calls in this stream.
+    extensions: HashMap<i128, usize>,
 }
 
 fn broken(pos: u64, message: impl Into<String>) -> StepError {
@@ -205,6 +207,7 @@ impl<'p> Vm<'p> {
             by_path: HashMap::new(),
             anomalies: Vec::new(),
             ops: 0,
+            extensions: HashMap::new(),
         }
     }
 
@@ -449,6 +452,20 @@ impl<'p> Vm<'p> {
     /// Semantics of callables that resolve or forward to other callables.
     fn call_known(&mut self, path: &str, args: Vec<V>, pos: u64) -> V {
         let str_arg = |i: usize| args.get(i).and_then(V::as_str).map(str::to_owned);
+        // `M.__dict__.get(name)`, `M.__builtins__.get(name)`, `f.__globals__[name]`: a
+        // namespace lookup resolves to that name.
+        if let Some((ns, _)) = path.rsplit_once(".get").or_else(|| path.rsplit_once(".__getitem__")) {
+            if let (Some(base), Some(name)) = (ns.rsplit_once('.'), str_arg(0)) {
+                let (owner, dunder) = base;
+                if matches!(dunder, "__dict__" | "__builtins__" | "__globals__") && !path.ends_with("get_") {
+                    let owner = if dunder == "__builtins__" { "builtins" } else { owner };
+                    let module_segments = owner.split('.').count();
+                    let full = format!("{owner}.{name}");
+                    let verdict = self.policy.judge_path(&full, module_segments);
+                    return self.import_judged(Judgement { path: full, verdict }, "namespace lookup", pos);
+                }
+            }
+        }
         match path {
             "builtins.getattr" => match (args.first(), str_arg(1)) {
                 (Some(V::Global(b)), Some(attr)) => return self.derived(*b, &attr, "builtins.getattr", pos),
@@ -478,6 +495,14 @@ impl<'p> Vm<'p> {
                 }
                 self.unresolvable_operands(pos, path, &args);
                 return V::Opaque("dynamically resolved name");
+            }
+            "copyreg.add_extension" => {
+                if let (Some(m), Some(n), Some(V::Int(code))) = (str_arg(0), str_arg(1), args.get(2)) {
+                    let code = *code;
+                    if let V::Global(g) = self.import(&m, &n, "copyreg.add_extension", pos) {
+                        self.extensions.insert(code, g);
+                    }
+                }
             }
             "operator.attrgetter" | "_operator.attrgetter" => {
                 let attrs: Vec<String> = args
@@ -800,14 +825,19 @@ impl<'p> Vm<'p> {
                 if code <= 0 {
                     return Err(broken(pos, "EXT specifies code <= 0"));
                 }
-                self.anomaly(
-                    AnomalyKind::ExtensionCode,
-                    pos,
-                    format!("{} refers to extension code {code}; what it imports depends on the loading process's copyreg registry and cannot be checked", op.code.name()),
-                    Some(format!("{}({code})", op.code.name())),
-                    false,
-                );
-                self.push(pos, V::Opaque("extension-registry global"))?;
+                if let Some(&g) = self.extensions.get(&code) {
+                    // Registered earlier in this stream: it resolves to that import.
+                    self.push(pos, V::Global(g))?;
+                } else {
+                    self.anomaly(
+                        AnomalyKind::ExtensionCode,
+                        pos,
+                        format!("{} refers to extension code {code}; what it imports depends on the loading process's copyreg registry and cannot be checked", op.code.name()),
+                        Some(format!("{}({code})", op.code.name())),
+                        false,
+                    );
+                    self.push(pos, V::Opaque("extension-registry global"))?;
+                }
             }
             GLOBAL | INST => {
                 let Arg::Pair(m, n) = &op.arg else {
