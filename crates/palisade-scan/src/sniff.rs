@@ -31,7 +31,7 @@ pub fn sniff(head: &[u8], policy: &pickle::policy::Policy) -> Kind {
     }
     // zlib: CMF 0x78 and a header checksum that divides by 31.
     if let [0x78, flg, ..] = head {
-        if (0x7800u16 | u16::from(*flg)) % 31 == 0 {
+        if (0x7800u16 | u16::from(*flg)).is_multiple_of(31) {
             return Kind::Zlib;
         }
     }

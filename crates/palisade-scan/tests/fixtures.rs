@@ -2,6 +2,8 @@
 //! must be flagged at high severity or above and name what they call, benign files must
 //! scan clean and complete.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
+
 use std::path::{Path, PathBuf};
 
 use palisade_core::{FileReport, FileStatus, Severity};

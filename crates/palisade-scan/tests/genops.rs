@@ -3,6 +3,8 @@
 //! expected streams were recorded by `tests/fixtures/gen_pickle_fixtures.py` with the
 //! argument normalisation that `palisade_scan::pickle::reader::genops_repr` mirrors.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
+
 use std::path::PathBuf;
 
 use palisade_scan::pickle::ops::Opcode;
@@ -10,9 +12,12 @@ use palisade_scan::pickle::reader::{genops_repr, OpReader, ReaderConfig};
 use serde::Deserialize;
 use serde_json::Value;
 
+/// `(offset, opcode name, normalised argument)`.
+type GenOp = (u64, String, Option<String>);
+
 #[derive(Deserialize)]
 struct Expected {
-    ops: Vec<(u64, String, Option<String>)>,
+    ops: Vec<GenOp>,
     error: Option<String>,
 }
 
@@ -31,7 +36,7 @@ fn source_of(json_name: &str) -> PathBuf {
     }
 }
 
-fn decode(bytes: &[u8]) -> (Vec<(u64, String, Option<String>)>, Option<String>) {
+fn decode(bytes: &[u8]) -> (Vec<GenOp>, Option<String>) {
     let mut r = OpReader::new(bytes, ReaderConfig::default());
     let mut ops = Vec::new();
     loop {

@@ -130,7 +130,7 @@ fn scan_one<R: BufRead>(
     result.pickles += 1;
     let mut clean = false;
     loop {
-        if vm.ops % 4096 == 0 {
+        if vm.ops.is_multiple_of(4096) {
             if let Some(reason) = ctx.budget.exhausted() {
                 report.mark_incomplete(reason);
                 break;
@@ -150,7 +150,7 @@ fn scan_one<R: BufRead>(
             }
             Err(e) => {
                 let pos = e.pos().unwrap_or(r.pos());
-                broken_finding(report, loc, pos, &e.to_string(), &vm);
+                broken_finding(report, loc, pos, &e.detail(), &vm);
                 break;
             }
         };
@@ -249,11 +249,7 @@ fn scan_embedded(op: &reader::Op, loc: &Location, ctx: &ScanCtx, report: &mut Fi
         ));
         return;
     }
-    let nested = loc.member(format!(
-        "embedded pickle ({encoding}) in {} @ {:#x}",
-        op.code.name(),
-        op.pos
-    ));
+    let nested = loc.member(format!("embedded {encoding} pickle @ {:#x}", op.pos));
     report.findings.push(
         Finding::new(
             &rules::PKL008,
@@ -271,7 +267,7 @@ fn scan_embedded(op: &reader::Op, loc: &Location, ctx: &ScanCtx, report: &mut Fi
 
 fn decode_hex(data: &[u8]) -> Option<Vec<u8>> {
     let text: Vec<u8> = data.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     text.chunks(2)
@@ -314,11 +310,11 @@ fn emit(vm: &Vm, loc: &Location, report: &mut FileReport) {
         let evidence = imp.evidence.clone().unwrap_or_else(|| format!("{} {path}", imp.via));
         let finding = match &imp.judgement.verdict {
             Verdict::Allowed { .. } => continue,
-            Verdict::Dangerous { matched, reason } => {
-                let via = if path == matched || path.starts_with(&format!("{matched}.")) {
+            Verdict::Dangerous { resolved, reason } => {
+                let via = if resolved == path {
                     String::new()
                 } else {
-                    format!(" (reached through `{path}`)")
+                    format!(", reaching `{resolved}` through an attribute walk")
                 };
                 if invoked {
                     Finding::new(

@@ -611,8 +611,9 @@ pub enum Verdict {
     Allowed {
         framework: String,
     },
+    /// `resolved` is the dangerous path reached (after re-rooting an attribute walk).
     Dangerous {
-        matched: String,
+        resolved: String,
         reason: &'static str,
     },
     /// Walks through interpreter internals (`__builtins__`, `__globals__`, …).
@@ -716,9 +717,9 @@ impl Policy {
     pub fn judge_path(&self, path: &str, module_segments: usize) -> Verdict {
         let segs: Vec<&str> = path.split('.').collect();
         // 1. Denylist, directly or re-rooted where the walk passes through a module.
-        if let Some((matched, reason)) = dangerous(path, false) {
+        if let Some((_, reason)) = dangerous(path, false) {
             return Verdict::Dangerous {
-                matched: matched.to_owned(),
+                resolved: path.to_owned(),
                 reason,
             };
         }
@@ -730,9 +731,9 @@ impl Policy {
             } else {
                 segs[i..].join(".")
             };
-            if let Some((matched, reason)) = dangerous(&rerooted, true) {
+            if let Some((_, reason)) = dangerous(&rerooted, true) {
                 return Verdict::Dangerous {
-                    matched: matched.to_owned(),
+                    resolved: rerooted,
                     reason,
                 };
             }
@@ -797,7 +798,7 @@ mod tests {
         assert_eq!(
             v("pathlib", "os.system"),
             Verdict::Dangerous {
-                matched: "os".into(),
+                resolved: "os.system".into(),
                 reason: "operating-system access: processes, files, environment"
             }
         );

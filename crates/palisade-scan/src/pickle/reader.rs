@@ -91,6 +91,16 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
+    /// The error without its offset (for messages that state the offset already).
+    pub fn detail(&self) -> String {
+        match self {
+            DecodeError::UnknownOpcode { byte, .. } => format!("unknown opcode byte {byte:#04x}"),
+            DecodeError::Truncated { op, .. } => format!("stream ends inside {op}"),
+            DecodeError::BadArg { op, msg, .. } => format!("bad argument to {op}: {msg}"),
+            DecodeError::Io(e) => format!("read error: {e}"),
+        }
+    }
+
     pub fn pos(&self) -> Option<u64> {
         match self {
             DecodeError::UnknownOpcode { pos, .. }

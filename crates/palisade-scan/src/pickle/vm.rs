@@ -761,7 +761,7 @@ impl<'p> Vm<'p> {
             EMPTY_DICT => self.push(pos, V::Dict(Rc::default()))?,
             DICT => {
                 let items = self.pop_mark(pos)?;
-                if items.len() % 2 != 0 {
+                if !items.len().is_multiple_of(2) {
                     return Err(broken(pos, "odd number of items for DICT"));
                 }
                 let c = Container::default();
@@ -798,7 +798,7 @@ impl<'p> Vm<'p> {
             }
             SETITEMS => {
                 let items = self.pop_mark(pos)?;
-                if items.len() % 2 != 0 {
+                if !items.len().is_multiple_of(2) {
                     return Err(broken(pos, "odd number of items for SETITEMS"));
                 }
                 self.extend_target(pos, items, "__setitem__")?;
