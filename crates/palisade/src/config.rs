@@ -118,3 +118,16 @@ mod tests {
         assert!(Config::parse("[[ignore]]\ncode = \"PKL003\"\npath = \"**\"\n").is_err());
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn documented_example_parses() {
+        let c = Config::parse(include_str!("../../../docs/palisade.example.toml")).unwrap();
+        assert_eq!(c.scan.fail_on, Some(Severity::Low));
+        assert_eq!(c.scan.allow.len(), 2);
+        assert_eq!(c.ignore[0].code, "PKL003");
+    }
+}
