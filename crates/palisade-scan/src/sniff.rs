@@ -63,7 +63,7 @@ mod tests {
 
     #[test]
     fn pickles_by_content() {
-        assert_eq!(k(b"\x80\x04\x95\x00"), Kind::Pickle);
+        assert_eq!(k(b"\x80\x04N."), Kind::Pickle);
         assert_eq!(k(b"cos\nsystem\n(S'x'\ntR."), Kind::Pickle);
         // Broken after an import is still a pickle (nullifAI).
         assert_eq!(k(b"cos\nsystem\n(S'x'\ntR\x00garbage"), Kind::Pickle);
@@ -71,7 +71,17 @@ mod tests {
     }
 
     #[test]
+    fn random_bytes_after_a_proto_header_are_not_a_pickle() {
+        // Tensor data can start with 0x80 0x02 by chance; it breaks without importing.
+        assert_eq!(k(b"\x80\x02\x4e\x4e\x00\x00\xff\x13"), Kind::Unknown);
+        // A broken stream that imports and calls something is still a pickle.
+        assert_eq!(k(b"\x80\x02cos\nsystem\nN\x85R\x00"), Kind::Pickle);
+    }
+
+    #[test]
     fn text_is_not_a_pickle() {
+        // Imports an unknown name and never calls it, then breaks: not a pickle.
+        assert_eq!(k(b"cat\ndog\nfish\n"), Kind::Unknown);
         assert_eq!(k(b"import torch\nprint(1)\n"), Kind::Unknown);
         assert_eq!(k(b"config = 1\n"), Kind::Unknown);
         assert_eq!(k(b"# README\n"), Kind::Unknown);

@@ -34,40 +34,45 @@ pub struct StreamResult {
     pub legacy_torch: bool,
 }
 
-/// Is `head` (the first bytes of a stream) a pickle? Streams that start with PROTO are;
-/// protocol-0/1 streams must decode and run cleanly, or import something with
-/// identifier-like names before they break — so text files are not mistaken for pickles,
-/// while a broken text-protocol payload still is.
+/// Is `head` (the first bytes of a stream) a pickle? Decides by running the head: a
+/// stream is a pickle when it reaches STOP, when it decodes cleanly through the whole
+/// head (a long pickle), or when it breaks only after importing something that it calls
+/// or that is a known name — a broken stream that imports nothing cannot run anything,
+/// so text files and random tensor bytes are not mistaken for pickles, while a broken
+/// payload ("nullifAI") still is.
 pub fn sniff(head: &[u8], policy: &policy::Policy) -> bool {
-    match head {
-        [0x80, p, next, ..] if *p <= ops::HIGHEST_PROTOCOL => return Opcode::from_byte(*next).is_some(),
-        [] => return false,
-        _ => {}
+    let proto_start =
+        matches!(head, [0x80, p, next, ..] if *p <= ops::HIGHEST_PROTOCOL && Opcode::from_byte(*next).is_some());
+    if head.is_empty() || (head[0] == 0x80 && !proto_start) {
+        return false;
     }
     let mut r = OpReader::new(head, reader::ReaderConfig::default());
     let mut vm = Vm::new(policy, vm::VmLimits::default());
-    let mut imported = false;
+    let meaningful_import = |vm: &Vm| {
+        vm.imports
+            .iter()
+            .any(|i| i.invoked_at.is_some() || !matches!(i.judgement.verdict, Verdict::Unknown))
+    };
     let mut n = 0u32;
     loop {
         let op = match r.next_op() {
             Ok(Some(op)) => op,
-            // The head ended: a long clean prefix is a pickle.
-            Ok(None) | Err(DecodeError::Truncated { .. }) if r.pos() as usize >= head.len().min(SNIFF_BYTES) - 1 => {
-                return imported || n >= 8;
+            // The head ended mid-stream: a long clean prefix is a pickle.
+            Ok(None) | Err(DecodeError::Truncated { .. }) if head.len() >= SNIFF_BYTES => {
+                return n >= 8 || meaningful_import(&vm);
             }
-            Ok(None) | Err(_) => return imported,
+            Ok(None) | Err(_) => return meaningful_import(&vm),
         };
         n += 1;
         if let (Opcode::GLOBAL | Opcode::INST, Arg::Pair(m, name)) = (op.code, &op.arg) {
-            if !is_dotted_identifier(m) || !is_dotted_identifier(name) {
+            if !proto_start && (!is_dotted_identifier(m) || !is_dotted_identifier(name)) {
                 return false;
             }
-            imported = true;
         }
         match vm.step(&op) {
             Ok(Step::Stop(_)) => return true,
             Ok(_) => {}
-            Err(_) => return imported,
+            Err(_) => return meaningful_import(&vm),
         }
     }
 }
