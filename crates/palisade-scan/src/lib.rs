@@ -265,7 +265,7 @@ fn scan_stream_kind(kind: Kind, r: &mut dyn BufRead, loc: &Location, ctx: &ScanC
         }
         Kind::Npy => container::npy::scan(r, loc, ctx, report),
         Kind::Tar => container::tar::scan(r, loc, ctx, report),
-        Kind::Gzip | Kind::Zlib => container::compressed::scan(kind, r, loc, ctx, report),
+        Kind::Gzip | Kind::Zlib | Kind::JoblibZfile => container::compressed::scan(kind, r, loc, ctx, report),
         Kind::Compressed(name) => {
             report.add_format(name);
             report.mark_incomplete(format!(

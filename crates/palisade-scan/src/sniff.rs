@@ -10,6 +10,8 @@ pub enum Kind {
     Gzip,
     /// A zlib stream (joblib's `compress=True` default).
     Zlib,
+    /// joblib's pre-0.10 "Z-file": `ZF`, the length in hex padded to 19 bytes, then zlib.
+    JoblibZfile,
     /// A compression this version recognises but does not decompress.
     Compressed(&'static str),
     Pickle,
@@ -25,6 +27,14 @@ pub fn sniff(head: &[u8], policy: &pickle::policy::Policy) -> Kind {
     }
     if head.len() >= 262 && &head[257..262] == b"ustar" {
         return Kind::Tar;
+    }
+    if head.len() > 22
+        && head.starts_with(b"ZF")
+        && head[2..21]
+            .iter()
+            .all(|b| b.is_ascii_hexdigit() || *b == b'x' || *b == b' ')
+    {
+        return Kind::JoblibZfile;
     }
     if head.starts_with(&[0x1f, 0x8b]) {
         return Kind::Gzip;
@@ -95,5 +105,6 @@ mod tests {
         assert_eq!(k(b"\x93NUMPY\x01\x00"), Kind::Npy);
         assert_eq!(k(&[0x78, 0x9c, 1, 2]), Kind::Zlib);
         assert_eq!(k(&[0x1f, 0x8b, 8]), Kind::Gzip);
+        assert_eq!(k(b"ZF0x1f               x\x9c......"), Kind::JoblibZfile);
     }
 }
