@@ -159,7 +159,9 @@ fn scan_one<R: BufRead>(
                 break;
             }
         };
-        scan_embedded(&op, loc, ctx, report);
+        if matches!(op.arg, Arg::Bytes(_) | Arg::Text(_)) {
+            scan_embedded(&op, loc, ctx, report);
+        }
         match vm.step(&op) {
             Ok(Step::Continue) => {}
             Ok(Step::Stop(v)) => {

@@ -52,8 +52,14 @@ macro_rules! opcodes {
         pub enum Opcode { $($name),* }
 
         impl Opcode {
+            /// Decodes an opcode byte (a table lookup: this is the decoder's hot path).
             pub fn from_byte(b: u8) -> Option<Opcode> {
-                match b { $($byte => Some(Opcode::$name),)* _ => None }
+                const TABLE: [Option<Opcode>; 256] = {
+                    let mut t = [None; 256];
+                    $(t[$byte as usize] = Some(Opcode::$name);)*
+                    t
+                };
+                TABLE[b as usize]
             }
             pub fn byte(self) -> u8 {
                 match self { $(Opcode::$name => $byte),* }

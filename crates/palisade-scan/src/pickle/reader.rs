@@ -169,12 +169,27 @@ impl<R: BufRead> OpReader<R> {
     /// Decodes the next opcode. `Ok(None)` means the stream ended cleanly before an opcode.
     pub fn next_op(&mut self) -> Result<Option<Op>, DecodeError> {
         let pos = self.pos;
-        let Some(byte) = self.peek()? else {
+        let buf = self.r.fill_buf()?;
+        let Some(&byte) = buf.first() else {
             return Ok(None);
         };
+        let code = Opcode::from_byte(byte).ok_or(DecodeError::UnknownOpcode { pos, byte })?;
+        // Fast path: fixed-size arguments already in the buffer.
+        let fast = match (code.arg_kind(), buf.len()) {
+            (ArgKind::None, _) => Some((1, Arg::None)),
+            (ArgKind::U1, 2..) => Some((2, Arg::Int(buf[1].into()))),
+            (ArgKind::U2, 3..) => Some((3, Arg::Int(u16::from_le_bytes([buf[1], buf[2]]).into()))),
+            (ArgKind::I4, 5..) => Some((5, Arg::Int(i32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]).into()))),
+            (ArgKind::U4, 5..) => Some((5, Arg::Int(u32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]).into()))),
+            _ => None,
+        };
+        if let Some((n, arg)) = fast {
+            self.r.consume(n);
+            self.pos += n as u64;
+            return Ok(Some(Op { pos, code, arg }));
+        }
         self.r.consume(1);
         self.pos += 1;
-        let code = Opcode::from_byte(byte).ok_or(DecodeError::UnknownOpcode { pos, byte })?;
         let arg = self.read_arg(pos, code)?;
         Ok(Some(Op { pos, code, arg }))
     }
