@@ -487,3 +487,115 @@ fn member_reader<'a>(
         _ => None,
     })
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use crate::{scan_bytes, ScanOptions};
+
+    /// A minimal stored zip: `(local name, central name, data)` per member.
+    pub(crate) fn stored_zip(members: &[(&str, &str, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut central = Vec::new();
+        for (local_name, central_name, data) in members {
+            let mut crc = flate2::Crc::new();
+            crc.update(data);
+            let offset = out.len() as u32;
+            out.extend_from_slice(b"PK\x03\x04\x14\x00\x00\x00\x00\x00\x00\x00\x00\x00");
+            out.extend_from_slice(&crc.sum().to_le_bytes());
+            out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(local_name.len() as u16).to_le_bytes());
+            out.extend_from_slice(&0u16.to_le_bytes());
+            out.extend_from_slice(local_name.as_bytes());
+            out.extend_from_slice(data);
+            central.extend_from_slice(b"PK\x01\x02\x14\x00\x14\x00\x00\x00\x00\x00\x00\x00\x00\x00");
+            central.extend_from_slice(&crc.sum().to_le_bytes());
+            central.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            central.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            central.extend_from_slice(&(central_name.len() as u16).to_le_bytes());
+            central.extend_from_slice(&[0; 12]);
+            central.extend_from_slice(&offset.to_le_bytes());
+            central.extend_from_slice(central_name.as_bytes());
+        }
+        let cd_offset = out.len() as u32;
+        out.extend_from_slice(&central);
+        out.extend_from_slice(b"PK\x05\x06\x00\x00\x00\x00");
+        out.extend_from_slice(&(members.len() as u16).to_le_bytes());
+        out.extend_from_slice(&(members.len() as u16).to_le_bytes());
+        out.extend_from_slice(&(central.len() as u32).to_le_bytes());
+        out.extend_from_slice(&cd_offset.to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out
+    }
+
+    const PAYLOAD: &[u8] = b"\x80\x02cos\nsystem\nX\x01\x00\x00\x00x\x85R.";
+
+    fn codes(bytes: &[u8]) -> Vec<String> {
+        let mut c: Vec<String> = scan_bytes(bytes, "t", &ScanOptions::default())
+            .findings
+            .iter()
+            .map(|f| f.code.clone())
+            .collect();
+        c.sort();
+        c
+    }
+
+    #[test]
+    fn clean_zip_has_no_findings() {
+        let z = stored_zip(&[
+            ("archive/data.pkl", "archive/data.pkl", b"\x80\x02}q\x00."),
+            ("archive/data/0", "archive/data/0", &[0u8; 64]),
+        ]);
+        assert_eq!(codes(&z), Vec::<String>::new());
+    }
+
+    #[test]
+    fn pytorch_zip_name_mismatch_is_scanned_and_reported() {
+        let z = stored_zip(&[("archive/data.txt", "archive/data.pkl", PAYLOAD)]);
+        assert_eq!(codes(&z), vec!["ARC001", "PKL001"]);
+    }
+
+    #[test]
+    fn member_hidden_from_central_directory_is_found() {
+        let mut z = stored_zip(&[("archive/data.pkl", "archive/data.pkl", b"\x80\x02}q\x00.")]);
+        // Prepend a member that no central directory entry points at.
+        let hidden = stored_zip(&[("archive/evil.pkl", "archive/evil.pkl", PAYLOAD)]);
+        let cd_at = hidden.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+        let shift = cd_at as u32;
+        let mut out = hidden[..cd_at].to_vec();
+        // Fix the remaining central directory's offsets by the prepended length.
+        let cd = z.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+        let old = u32::from_le_bytes(z[cd + 42..cd + 46].try_into().unwrap());
+        z[cd + 42..cd + 46].copy_from_slice(&(old + shift).to_le_bytes());
+        let eocd = z.len() - 22;
+        let old = u32::from_le_bytes(z[eocd + 16..eocd + 20].try_into().unwrap());
+        z[eocd + 16..eocd + 20].copy_from_slice(&(old + shift).to_le_bytes());
+        out.extend_from_slice(&z);
+        assert_eq!(codes(&out), vec!["ARC001", "PKL001"]);
+    }
+
+    #[test]
+    fn bad_crc_is_reported_and_member_still_scanned() {
+        let mut z = stored_zip(&[("archive/data.pkl", "archive/data.pkl", PAYLOAD)]);
+        let cd = z.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+        z[cd + 16] ^= 0xff;
+        assert_eq!(codes(&z), vec!["ARC001", "PKL001"]);
+    }
+
+    #[test]
+    fn nested_torch_save_in_load_from_bytes() {
+        let inner = stored_zip(&[("archive/data.pkl", "archive/data.pkl", PAYLOAD)]);
+        let mut outer = b"\x80\x02ctorch.storage\n_load_from_bytes\nB".to_vec();
+        outer.extend_from_slice(&(inner.len() as u32).to_le_bytes());
+        outer.extend_from_slice(&inner);
+        outer.extend_from_slice(b"\x85R.");
+        assert_eq!(codes(&outer), vec!["PKL001", "PKL008"]);
+    }
+
+    #[test]
+    fn truncated_zip_without_central_directory() {
+        let z = stored_zip(&[("archive/data.pkl", "archive/data.pkl", PAYLOAD)]);
+        let cd = z.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+        assert_eq!(codes(&z[..cd]), vec!["ARC001", "PKL001"]);
+    }
+}

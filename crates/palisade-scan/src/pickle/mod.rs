@@ -160,6 +160,14 @@ fn scan_one<R: BufRead>(
             }
         };
         if matches!(op.arg, Arg::Bytes(_) | Arg::Text(_)) {
+            if let Arg::Bytes(b) = &op.arg {
+                if b.oversized_nested {
+                    report.mark_incomplete(format!(
+                        "a {}-byte argument at offset {} looks like an embedded pickle or archive but exceeds the in-memory limit; not scanned",
+                        b.len, op.pos
+                    ));
+                }
+            }
             scan_embedded(&op, loc, ctx, report);
         }
         match vm.step(&op) {
@@ -241,35 +249,45 @@ fn scan_embedded(op: &reader::Op, loc: &Location, ctx: &ScanCtx, report: &mut Fi
         return;
     }
     let (decoded, encoding): (Option<Vec<u8>>, &str) = match data.first() {
-        Some(0x80) => (Some(data.to_vec()), "raw"),
-        Some(b'g') => {
+        Some(0x80 | b'P') => (Some(data.to_vec()), "raw"),
+        Some(b'g' | b'U') => {
             let text: Vec<u8> = data.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
             (base64::engine::general_purpose::STANDARD.decode(&text).ok(), "base64")
         }
         _ => (decode_hex(data), "hex"),
     };
     let Some(bytes) = decoded else { return };
+    let is_zip = bytes.starts_with(b"PK\x03\x04");
+    if !is_zip && !sniff(&bytes[..bytes.len().min(SNIFF_BYTES)], &ctx.opts.policy) {
+        return;
+    }
     if ctx.depth + 1 > ctx.opts.limits.max_depth {
         report.mark_incomplete(format!(
-            "embedded pickle at offset {} nested deeper than {} levels",
+            "embedded data at offset {} nested deeper than {} levels",
             op.pos, ctx.opts.limits.max_depth
         ));
         return;
     }
-    let nested = loc.member(format!("embedded {encoding} pickle @ {:#x}", op.pos));
+    let what = if is_zip { "zip archive" } else { "pickle" };
+    let nested = loc.member(format!("embedded {encoding} {what} @ {:#x}", op.pos));
     report.findings.push(
         Finding::new(
             &rules::PKL008,
             loc.at(op.pos),
             format!(
-                "a {encoding}-encoded pickle is embedded in a {} argument; it was scanned too",
+                "a {encoding} {what} is embedded in a {} argument; it was scanned too",
                 op.code.name()
             ),
         )
         .with_evidence(format!("{} bytes", bytes.len())),
     );
     let inner = ctx.deeper();
-    scan_stream(bytes.as_slice(), 0, &nested, &inner, report);
+    if is_zip {
+        let len = bytes.len() as u64;
+        crate::container::zip::scan(&mut std::io::Cursor::new(bytes), len, &nested, &inner, report);
+    } else {
+        scan_stream(bytes.as_slice(), 0, &nested, &inner, report);
+    }
 }
 
 fn decode_hex(data: &[u8]) -> Option<Vec<u8>> {

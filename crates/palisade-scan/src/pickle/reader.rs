@@ -47,6 +47,8 @@ pub struct Text {
 pub struct Blob {
     pub data: Vec<u8>,
     pub len: u64,
+    /// It looked like an embedded pickle or archive but was too large to keep.
+    pub oversized_nested: bool,
 }
 
 impl Blob {
@@ -111,12 +113,15 @@ impl DecodeError {
     }
 }
 
-/// Does this head of a payload look like a pickle, or base64 / hex text of one?
+/// Does this head of a payload look like an embedded pickle or zip (a nested
+/// `torch.save` file), raw or as base64 / hex text?
 pub fn looks_like_embedded_pickle(head: &[u8]) -> bool {
     match head {
         [0x80, p, next, ..] if *p <= 5 => Opcode::from_byte(*next).is_some(),
-        // base64 of 0x80 0x0N starts with "gA"; hex with "80".
+        [b'P', b'K', 3, 4, ..] => true,
+        // base64 of 0x80 0x0N starts with "gA"; of "PK\x03\x04" with "UEsDB"; hex with "80".
         [b'g', b'A', c, ..] => matches!(c, b'A'..=b'V'),
+        [b'U', b'E', b's', b'D', b'B', ..] => true,
         [b'8', b'0', b'0', c, ..] => matches!(c, b'0'..=b'5'),
         _ => false,
     }
@@ -236,8 +241,8 @@ impl<R: BufRead> OpReader<R> {
             Err(e) => return Err(e.into()),
         }
         let rest = len - head_len as u64;
-        let whole =
-            len <= keep_whole as u64 || (len <= self.cfg.nested_max as u64 && looks_like_embedded_pickle(&data));
+        let nested = looks_like_embedded_pickle(&data);
+        let whole = len <= keep_whole as u64 || (len <= self.cfg.nested_max as u64 && nested);
         let got = if whole {
             let n = (&mut self.r).take(rest).read_to_end(&mut data)? as u64;
             self.pos += n;
@@ -248,7 +253,11 @@ impl<R: BufRead> OpReader<R> {
         if got < rest {
             return Err(DecodeError::Truncated { pos, op });
         }
-        Ok(Blob { data, len })
+        Ok(Blob {
+            data,
+            len,
+            oversized_nested: nested && !whole,
+        })
     }
 
     fn text(&mut self, pos: u64, op: &'static str, len: u64) -> Result<Text, DecodeError> {
@@ -367,7 +376,11 @@ impl<R: BufRead> OpReader<R> {
                 let inner = strip_quotes(&line).ok_or_else(|| bad("string is not quoted".to_owned()))?;
                 let data = escape_decode(inner).ok_or_else(|| bad("invalid escape".to_owned()))?;
                 let len = data.len() as u64;
-                Arg::Bytes(Blob { data, len })
+                Arg::Bytes(Blob {
+                    data,
+                    len,
+                    oversized_nested: false,
+                })
             }
             ArgKind::StringNlNoEscape => Arg::Line(self.line(pos, op)?),
             ArgKind::StringNlPair => {
