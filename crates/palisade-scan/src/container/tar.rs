@@ -23,6 +23,7 @@ pub fn scan(r: &mut dyn BufRead, loc: &Location, ctx: &ScanCtx, report: &mut Fil
             return;
         }
     };
+    let mut legacy_torch = false;
     for (i, entry) in entries.enumerate() {
         if i >= MAX_MEMBERS {
             report.mark_incomplete(format!("more than {MAX_MEMBERS} tar members"));
@@ -53,6 +54,20 @@ pub fn scan(r: &mut dyn BufRead, loc: &Location, ctx: &ScanCtx, report: &mut Fil
                 }
             })
             .collect::<String>();
-        crate::scan_stream(&mut BufReader::new(entry), &loc.member(name), &ctx.deeper(), report);
+        let member = loc.member(name.clone());
+        // The legacy PyTorch tar layout starts with `sys_info`.
+        legacy_torch |= i == 0 && name == "sys_info";
+        if legacy_torch && (name == "storages" || name == "tensors") {
+            report.add_format("pytorch-legacy-tar");
+            crate::pickle::scan_legacy_tar_member(
+                BufReader::new(entry),
+                name == "storages",
+                &member,
+                &ctx.deeper(),
+                report,
+            );
+        } else {
+            crate::scan_stream(&mut BufReader::new(entry), &member, &ctx.deeper(), report);
+        }
     }
 }

@@ -27,6 +27,15 @@ const MAX_STACKED: u32 = 4096;
 /// Bytes examined to decide whether an unprefixed stream is a protocol-0/1 pickle.
 pub const SNIFF_BYTES: usize = 4096;
 
+/// What a pickle that ended at STOP left on the stack, in the few shapes callers need.
+#[derive(Debug, Default)]
+pub struct Stopped {
+    /// The value, when it is an integer.
+    pub int: Option<i128>,
+    /// Imported paths that are direct items of the value, when it is a tuple.
+    pub tuple_globals: Vec<String>,
+}
+
 /// What scanning one stream found, besides the findings pushed into the report.
 #[derive(Debug, Default)]
 pub struct StreamResult {
@@ -98,7 +107,7 @@ pub fn scan_stream<R: BufRead>(
     report.add_format("pickle");
     loop {
         let more = scan_one(&mut r, loc, ctx, report, &mut result);
-        if !more {
+        if more.is_none() {
             break;
         }
         if result.legacy_torch && result.pickles >= TORCH_LEGACY_PICKLES {
@@ -121,19 +130,20 @@ pub fn scan_stream<R: BufRead>(
     result
 }
 
-/// Scans one pickle; returns whether it ended cleanly at STOP (so another may follow).
+/// Scans one pickle; returns what it left when it ended cleanly at STOP (so another may
+/// follow), `None` when it broke or a budget ran out.
 fn scan_one<R: BufRead>(
     r: &mut OpReader<R>,
     loc: &Location,
     ctx: &ScanCtx,
     report: &mut FileReport,
     result: &mut StreamResult,
-) -> bool {
+) -> Option<Stopped> {
     let mut vm = Vm::new(&ctx.opts.policy, ctx.vm_limits());
     let first_pos = r.pos();
     let index = result.pickles;
     result.pickles += 1;
-    let mut clean = false;
+    let mut stopped = None;
     loop {
         if vm.ops.is_multiple_of(4096) {
             if let Some(reason) = ctx.budget.exhausted() {
@@ -177,7 +187,16 @@ fn scan_one<R: BufRead>(
                     result.legacy_torch = true;
                     report.add_format("pytorch-legacy");
                 }
-                clean = true;
+                stopped = Some(Stopped {
+                    int: if let V::Int(i) = v { Some(i) } else { None },
+                    tuple_globals: match &v {
+                        V::Tuple(items) => items
+                            .iter()
+                            .filter_map(|i| vm.import_path(i).map(str::to_owned))
+                            .collect(),
+                        _ => Vec::new(),
+                    },
+                });
                 break;
             }
             Ok(Step::InlineArray(a)) => {
@@ -202,7 +221,7 @@ fn scan_one<R: BufRead>(
         loc.clone()
     };
     emit(&vm, &loc, report);
-    clean
+    stopped
 }
 
 fn skip_inline_array<R: BufRead>(
@@ -229,12 +248,90 @@ fn skip_inline_array<R: BufRead>(
             let start = r.pos();
             let nested_loc = loc.member(format!("joblib object array @ {start:#x}"));
             let mut vm_result = StreamResult::default();
-            scan_one(r, &nested_loc, ctx, report, &mut vm_result)
+            scan_one(r, &nested_loc, ctx, report, &mut vm_result).is_some()
         }
         InlineArray::Unknown(why) => {
             report.mark_incomplete(format!("joblib inline array of unknown size ({why})"));
             false
         }
+    }
+}
+
+/// Bytes per element of a legacy storage class (`torch.FloatStorage` → 4).
+fn storage_element_size(path: &str) -> Option<u64> {
+    let name = path.rsplit('.').next()?.strip_suffix("Storage")?;
+    Some(match name {
+        "Double" | "Long" | "ComplexFloat" => 8,
+        "Float" | "Int" | "QInt32" => 4,
+        "Half" | "BFloat16" | "Short" => 2,
+        "Char" | "Byte" | "Bool" | "QInt8" | "QUInt8" | "QUInt4x2" | "QUInt2x4" => 1,
+        "ComplexDouble" => 16,
+        _ => return None,
+    })
+}
+
+/// The `storages` and `tensors` members of a legacy PyTorch tar interleave pickles with
+/// raw data (`torch/serialization.py`, `_load` of the tar format): `storages` is a count,
+/// then per storage a `(key, location, storage_type)` pickle, an 8-byte element count and
+/// the data, then a pickle of storage views; `tensors` is a count, then per tensor a
+/// `(key, storage_id, tensor_type)` pickle, a 4-byte rank, 4 skipped bytes, sizes,
+/// strides and an 8-byte offset. Every pickle is scanned; the data is skipped.
+pub fn scan_legacy_tar_member<R: BufRead>(
+    reader: R,
+    storages: bool,
+    loc: &Location,
+    ctx: &ScanCtx,
+    report: &mut FileReport,
+) {
+    let mut r = OpReader::with_offset(reader, ctx.reader_config(), 0);
+    let mut result = StreamResult::default();
+    report.add_format("pickle");
+    let Some(count) = scan_one(&mut r, loc, ctx, report, &mut result).and_then(|s| s.int) else {
+        return;
+    };
+    let Ok(count) = u64::try_from(count) else {
+        report.mark_incomplete("legacy torch tar member declares a negative count");
+        return;
+    };
+    for i in 0..count {
+        // Each record is located by its own name, not as "pickle #n".
+        let mut one = StreamResult::default();
+        let Some(record) = scan_one(&mut r, &loc.member(format!("record {i}")), ctx, report, &mut one) else {
+            return;
+        };
+        let mut fixed = [0u8; 8];
+        if std::io::Read::read_exact(r.inner_mut(), &mut fixed).is_err() {
+            report.mark_incomplete("legacy torch tar member ends inside a record");
+            return;
+        }
+        let skip = if storages {
+            let numel = u64::from_le_bytes(fixed);
+            let Some(size) = record.tuple_globals.iter().find_map(|g| storage_element_size(g)) else {
+                report.mark_incomplete(format!("legacy torch storage record {i} has no known storage type"));
+                return;
+            };
+            numel.checked_mul(size)
+        } else {
+            let rank = u64::from(u32::from_le_bytes([fixed[0], fixed[1], fixed[2], fixed[3]]));
+            rank.checked_mul(16).map(|n| n + 8)
+        };
+        let Some(skip) = skip else {
+            report.mark_incomplete("legacy torch record size overflows");
+            return;
+        };
+        if r.skip(skip).ok() != Some(skip) {
+            report.mark_incomplete("legacy torch tar member ends inside its data");
+            return;
+        }
+    }
+    if storages {
+        scan_one(
+            &mut r,
+            &loc.member("storage views"),
+            ctx,
+            report,
+            &mut StreamResult::default(),
+        );
     }
 }
 
@@ -401,5 +498,65 @@ fn emit(vm: &Vm, loc: &Location, report: &mut FileReport) {
             f = f.with_evidence(ev.clone());
         }
         report.findings.push(f);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use palisade_core::{FileReport, FileStatus, Location};
+
+    use crate::{Budget, ScanCtx, ScanOptions};
+
+    #[test]
+    fn legacy_tar_storages_records_are_all_scanned() {
+        let mut member = b"\x80\x02K\x02.".to_vec();
+        member.extend_from_slice(b"\x80\x02(X\x01\x00\x00\x000X\x03\x00\x00\x00cpuctorch\nFloatStorage\nt.");
+        member.extend_from_slice(&2u64.to_le_bytes());
+        member.extend_from_slice(&[0u8; 8]);
+        // The second record hides a call among the storage fields.
+        member.extend_from_slice(
+            b"\x80\x02(X\x01\x00\x00\x001X\x03\x00\x00\x00cpuctorch\nFloatStorage\ncos\nsystem\nX\x01\x00\x00\x00x\x85Rt.",
+        );
+        member.extend_from_slice(&0u64.to_le_bytes());
+        member.extend_from_slice(b"\x80\x02].");
+        let opts = ScanOptions::default();
+        let budget = Budget::new(std::time::Duration::from_secs(10));
+        let ctx = ScanCtx {
+            opts: &opts,
+            budget: &budget,
+            depth: 0,
+        };
+        let mut report = FileReport::new("t", member.len() as u64);
+        super::scan_legacy_tar_member(
+            member.as_slice(),
+            true,
+            &Location::new("t").member("storages"),
+            &ctx,
+            &mut report,
+        );
+        assert_eq!(report.status, FileStatus::Complete);
+        let f: Vec<_> = report
+            .findings
+            .iter()
+            .map(|f| (f.code.as_str(), f.location.members.clone()))
+            .collect();
+        assert_eq!(f, vec![("PKL001", vec!["storages".to_owned(), "record 1".to_owned()])]);
+    }
+
+    #[test]
+    fn legacy_tar_storage_of_unknown_type_is_incomplete() {
+        let mut member = b"\x80\x02K\x01.".to_vec();
+        member.extend_from_slice(b"\x80\x02(X\x01\x00\x00\x000X\x03\x00\x00\x00cput.");
+        member.extend_from_slice(&2u64.to_le_bytes());
+        let opts = ScanOptions::default();
+        let budget = Budget::new(std::time::Duration::from_secs(10));
+        let ctx = ScanCtx {
+            opts: &opts,
+            budget: &budget,
+            depth: 0,
+        };
+        let mut report = FileReport::new("t", member.len() as u64);
+        super::scan_legacy_tar_member(member.as_slice(), true, &Location::new("t"), &ctx, &mut report);
+        assert!(matches!(report.status, FileStatus::Incomplete { .. }));
     }
 }
