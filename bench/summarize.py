@@ -244,6 +244,9 @@ def main():
                     and not any(matrix[n].get(t, ("",))[0].startswith("flagged")
                                 for t in tools if t != "palisade")]
             p(f"malicious fixtures flagged by palisade and by no peer: {len(only)}")
+            for n in only:
+                p(f"- `{n}` ({manifest[n].get('technique', '?')}): " + ", ".join(
+                    f"{t} {matrix[n][t][0]}" for t in tools if t != "palisade" and t in matrix[n]))
             p()
 
         with open(os.path.join(out, "corpus_matrix.md"), "w") as f:

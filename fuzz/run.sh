@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for $1 seconds (default 60), seeding corpora with the fixtures.
-set -euo pipefail
+# Full libFuzzer output goes to fuzz/logs/<target>.log; a crash stops the run with its
+# log's tail and exit status 1.
+set -uo pipefail
 cd "$(dirname "$0")"
 secs="${1:-60}"
 export RUSTC_BOOTSTRAP=1
 fixtures=../crates/palisade-scan/tests/fixtures/pickle
+mkdir -p logs
 for target in pickle_stream zip_container npy scan_bytes; do
   mkdir -p "corpus/$target"
-  find "$fixtures" -type f ! -name '*.json' ! -name '*.md' -exec cp -n {} "corpus/$target/" \; 2>/dev/null || true
+  find "$fixtures" -type f ! -name '*.json' ! -name '*.md' -exec cp -n {} "corpus/$target/" \; 2>/dev/null
   echo "== $target (${secs}s)"
-  cargo fuzz run "$target" "corpus/$target" -- -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 2>&1 | tail -n 3
+  if ! cargo fuzz run "$target" "corpus/$target" -- -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 >"logs/$target.log" 2>&1; then
+    grep -v '^\s*[0-9]*: \|^\s*at ' "logs/$target.log" | tail -n 40
+    exit 1
+  fi
+  grep -E '^#[0-9]+.*(DONE|pulse)|Done [0-9]+ runs' "logs/$target.log" | tail -n 2
 done

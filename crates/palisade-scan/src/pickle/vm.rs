@@ -42,6 +42,8 @@ pub struct StrVal {
 pub struct Container {
     pub items: RefCell<Vec<V>>,
     pub len: std::cell::Cell<u64>,
+    /// Registered in `Vm::may_cycle` (it holds reference-counted values).
+    registered: std::cell::Cell<bool>,
 }
 
 impl Container {
@@ -185,6 +187,31 @@ pub struct Vm<'p> {
     pub ops: u64,
     /// Extension codes registered by `copyreg.add_extension` calls in this stream.
     extensions: HashMap<i128, usize>,
+    /// Mutable values that were given reference-counted values after creation: the only
+    /// places a reference cycle can close (`l.append(l)`, an object whose state holds
+    /// it). Cleared when the machine is dropped so cycles do not leak.
+    may_cycle: Vec<V>,
+}
+
+impl Drop for Vm<'_> {
+    fn drop(&mut self) {
+        for v in self.may_cycle.drain(..) {
+            match v {
+                V::List(c) | V::Dict(c) | V::Set(c) => c.items.borrow_mut().clear(),
+                V::Object(o) => *o.state.borrow_mut() = None,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Does a value hold reference-counted values that could close a cycle?
+fn holds_rc(v: &V) -> bool {
+    match v {
+        V::List(_) | V::Dict(_) | V::Set(_) | V::Object(_) | V::Partial { .. } | V::Getter { .. } => true,
+        V::Tuple(items) => items.iter().any(holds_rc),
+        _ => false,
+    }
 }
 
 fn broken(pos: u64, message: impl Into<String>) -> StepError {
@@ -208,6 +235,7 @@ impl<'p> Vm<'p> {
             anomalies: Vec::new(),
             ops: 0,
             extensions: HashMap::new(),
+            may_cycle: Vec::new(),
         }
     }
 
@@ -929,6 +957,9 @@ impl<'p> Vm<'p> {
                         self.mutate_global(g, "__setstate__", pos, &[state]);
                     }
                     V::Object(o) => {
+                        if holds_rc(&state) {
+                            self.may_cycle.push(V::Object(o.clone()));
+                        }
                         *o.state.borrow_mut() = Some(state);
                         if is_joblib_wrapper(o.class.as_deref()) {
                             return Ok(Step::InlineArray(inline_array_of(o)));
@@ -952,6 +983,10 @@ impl<'p> Vm<'p> {
         let target = self.top(pos)?.clone();
         match target {
             V::List(c) | V::Dict(c) | V::Set(c) => {
+                if !c.registered.get() && items.iter().any(holds_rc) {
+                    c.registered.set(true);
+                    self.may_cycle.push(V::List(c.clone()));
+                }
                 for i in items {
                     c.push(i);
                 }
@@ -1052,5 +1087,43 @@ pub fn lossy(bytes: &[u8]) -> String {
 impl Verdict {
     pub fn is_allowed(&self) -> bool {
         matches!(self, Verdict::Allowed { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::pickle::reader::{OpReader, ReaderConfig};
+
+    fn run(bytes: &[u8]) -> Option<V> {
+        let policy = Policy::default();
+        let mut vm = Vm::new(&policy, VmLimits::default());
+        let mut r = OpReader::new(bytes, ReaderConfig::default());
+        while let Ok(Some(op)) = r.next_op() {
+            if let Ok(Step::Stop(v)) = vm.step(&op) {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn self_referencing_list_does_not_leak() {
+        // l = []; l.append(l)
+        let v = run(b"\x80\x02]q\x00h\x00a.").unwrap();
+        let V::List(c) = v else { panic!("not a list") };
+        // The machine is gone: only our handle remains, the cycle was broken.
+        assert_eq!(Rc::strong_count(&c), 1);
+        assert_eq!(c.len.get(), 1);
+    }
+
+    #[test]
+    fn object_whose_state_holds_itself_does_not_leak() {
+        // o = C(); o.__setstate__({'me': o})
+        let v = run(b"\x80\x02c__main__\nC\n)\x81q\x00}X\x02\x00\x00\x00meh\x00sb.").unwrap();
+        let V::Object(o) = v else { panic!("not an object") };
+        assert_eq!(Rc::strong_count(&o), 1);
     }
 }
