@@ -7,6 +7,7 @@
 //! Entry point: [`scan_path`] scans one file into a [`FileReport`].
 
 pub mod container;
+pub mod formats;
 pub mod pickle;
 pub mod rules;
 mod sniff;
@@ -225,6 +226,11 @@ pub fn scan_seekable(r: &mut dyn ReadSeek, size: u64, loc: &Location, ctx: &Scan
     };
     match sniff::sniff(&head, &ctx.opts.policy) {
         Kind::Zip => container::zip::scan(r, size, loc, ctx, report),
+        Kind::Safetensors => formats::safetensors::scan(r, size, loc, ctx, report),
+        Kind::Gguf => {
+            let _ = r.rewind();
+            formats::gguf::scan(&mut BufReader::new(r), Some(size), loc, ctx, report);
+        }
         other => {
             let mut buffered = BufReader::new(r);
             scan_stream_kind(other, &mut buffered, loc, ctx, report);
@@ -241,16 +247,18 @@ pub fn scan_stream(r: &mut dyn BufRead, loc: &Location, ctx: &ScanCtx, report: &
     }
     let kind = sniff::sniff(&head, &ctx.opts.policy);
     let mut chained = BufReader::new(std::io::Cursor::new(head).chain(r));
-    if kind == Kind::Zip {
-        // A zip needs random access: read it into memory if it is small enough.
+    if kind.needs_seek() {
+        // Random access: read it into memory if it is small enough.
         let cap = ctx.opts.limits.max_member_in_memory;
         let mut buf = Vec::new();
         match (&mut chained).take(cap + 1).read_to_end(&mut buf) {
             Ok(n) if (n as u64) <= cap => {
                 let len = buf.len() as u64;
-                container::zip::scan(&mut std::io::Cursor::new(buf), len, loc, ctx, report);
+                scan_seekable(&mut std::io::Cursor::new(buf), len, loc, ctx, report);
             }
-            Ok(_) => report.mark_incomplete(format!("{loc}: nested zip larger than {cap} bytes (not scanned)")),
+            Ok(_) => report.mark_incomplete(format!(
+                "{loc}: member larger than {cap} bytes needs random access (not scanned)"
+            )),
             Err(e) => report.mark_incomplete(format!("read error: {e}")),
         }
         return;
@@ -264,6 +272,7 @@ fn scan_stream_kind(kind: Kind, r: &mut dyn BufRead, loc: &Location, ctx: &ScanC
             pickle::scan_stream(r, 0, loc, ctx, report);
         }
         Kind::Npy => container::npy::scan(r, loc, ctx, report),
+        Kind::Gguf => formats::gguf::scan(r, None, loc, ctx, report),
         Kind::Tar => container::tar::scan(r, loc, ctx, report),
         Kind::Gzip | Kind::Zlib | Kind::JoblibZfile => container::compressed::scan(kind, r, loc, ctx, report),
         Kind::Compressed(name) => {
@@ -272,6 +281,6 @@ fn scan_stream_kind(kind: Kind, r: &mut dyn BufRead, loc: &Location, ctx: &ScanC
                 "{name}-compressed data is not decompressed by this version; contents not scanned"
             ));
         }
-        Kind::Zip | Kind::Unknown => {}
+        Kind::Zip | Kind::Safetensors | Kind::Unknown => {}
     }
 }

@@ -342,7 +342,175 @@ declare_rule! {
     };
 }
 
+declare_rule! {
+    /// ## What it does
+    /// Flags a safetensors header that the reference implementation would refuse: a
+    /// length field larger than the file or than Hugging Face's 100 MB limit, a header
+    /// that is not a JSON object, or a key that appears twice.
+    ///
+    /// ## Why is this bad
+    /// safetensors is trusted because it is data only; that trust rests on every loader
+    /// parsing the header the same way. Oversized lengths target loaders that allocate
+    /// what the file claims; duplicate keys make two loaders see two different models.
+    ///
+    /// ## Example
+    /// A header length of 2^40 on a 1 KB file; `{"w": {...}, "w": {...}}`.
+    ///
+    /// ## Remediation
+    /// Re-export the weights with the `safetensors` library; reject hand-edited files.
+    ///
+    /// ## References
+    /// CWE-20, CWE-789; MITRE ATLAS AML.T0010.003.
+    pub static SFT001 = {
+        code: "SFT001",
+        name: "safetensors-invalid-header",
+        severity: High,
+        status: Stable,
+        references: ["CWE-20", "CWE-789", "AML.T0010.003"],
+    };
+}
+
+declare_rule! {
+    /// ## What it does
+    /// Flags safetensors tensors whose declared layout is inconsistent: a byte range that
+    /// does not match dtype × shape, ranges that overlap, holes or trailing bytes in the
+    /// data buffer, ranges past its end, unknown dtypes.
+    ///
+    /// ## Why is this bad
+    /// Overlapping or out-of-bounds ranges make loaders read memory they should not, or
+    /// two tensors alias the same bytes; unreferenced bytes are room to smuggle a payload
+    /// past tools that only read the header.
+    ///
+    /// ## Example
+    /// `"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {... [4, 12]}`.
+    ///
+    /// ## Remediation
+    /// Re-export the weights with the `safetensors` library.
+    ///
+    /// ## References
+    /// CWE-20, CWE-125; MITRE ATLAS AML.T0010.003.
+    pub static SFT002 = {
+        code: "SFT002",
+        name: "safetensors-bad-tensor-layout",
+        severity: High,
+        status: Stable,
+        references: ["CWE-20", "CWE-125", "AML.T0010.003"],
+    };
+}
+
+declare_rule! {
+    /// ## What it does
+    /// Flags a safetensors `__metadata__` entry whose value is not a string.
+    ///
+    /// ## Why is this bad
+    /// The format allows only string-to-string metadata; nested objects and numbers are
+    /// rejected by the reference parser and are a place to smuggle structured data to
+    /// tools that render or evaluate metadata.
+    ///
+    /// ## Example
+    /// `"__metadata__": {"config": {"nested": 1}}`.
+    ///
+    /// ## Remediation
+    /// Store metadata as strings (JSON-encode structured values yourself).
+    ///
+    /// ## References
+    /// CWE-20; MITRE ATLAS AML.T0010.003.
+    pub static SFT003 = {
+        code: "SFT003",
+        name: "safetensors-metadata-not-string",
+        severity: Medium,
+        status: Stable,
+        references: ["CWE-20", "AML.T0010.003"],
+    };
+}
+
+declare_rule! {
+    /// ## What it does
+    /// Flags a GGUF header that does not hold together: an unsupported version, counts or
+    /// lengths that cannot fit in the file, unknown value types, tensors with more than
+    /// four dimensions or data past the end of the file.
+    ///
+    /// ## Why is this bad
+    /// GGUF loaders written in C and C++ have had heap overflows from exactly these
+    /// fields (e.g. the 2024 llama.cpp and ggml advisories on oversized string and array
+    /// lengths). A well-formed model never needs them.
+    ///
+    /// ## Example
+    /// A metadata count of 2^64-1, or a string length larger than the file.
+    ///
+    /// ## Remediation
+    /// Reject the file; obtain the model from its original producer.
+    ///
+    /// ## References
+    /// CWE-20, CWE-787; MITRE ATLAS AML.T0010.003.
+    pub static GGF001 = {
+        code: "GGF001",
+        name: "gguf-malformed-header",
+        severity: High,
+        status: Stable,
+        references: ["CWE-20", "CWE-787", "AML.T0010.003"],
+    };
+}
+
+declare_rule! {
+    /// ## What it does
+    /// Flags a chat template (GGUF `tokenizer.chat_template`, Hugging Face
+    /// `chat_template`) that walks Python object internals: `_`-prefixed attributes or
+    /// subscripts (`__class__`, `__globals__`, `_TemplateReference__context`), the `attr`
+    /// filter with such or computed names, dunder names assembled from string pieces, or
+    /// process and import attributes (`os.popen`, `__import__`).
+    ///
+    /// ## Why is this bad
+    /// Inference servers render chat templates with Jinja2 on every request; without a
+    /// sandbox these shapes run commands on the server (CVE-2024-34359, llama-cpp-python).
+    /// No chat template needs them.
+    ///
+    /// ## Example
+    /// `{{ cycler.__init__.__globals__.os.popen('id').read() }}`.
+    ///
+    /// ## Remediation
+    /// Do not serve the model; replace the template with the producer's original and
+    /// render templates in a sandboxed environment.
+    ///
+    /// ## References
+    /// CWE-1336, CVE-2024-34359; MITRE ATLAS AML.T0011.000, AML.T0010.003; OWASP LLM03:2025.
+    pub static GGF002 = {
+        code: "GGF002",
+        name: "chat-template-injection",
+        severity: Critical,
+        status: Stable,
+        references: ["CWE-1336", "CVE-2024-34359", "AML.T0011.000", "AML.T0010.003", "LLM03:2025"],
+    };
+}
+
+declare_rule! {
+    /// ## What it does
+    /// Reports a chat template that does not parse as Jinja (minijinja's parser). Its
+    /// tokens are still analysed for injection shapes.
+    ///
+    /// ## Why is this bad
+    /// Usually harmless (templates written for a Jinja extension), but a template that a
+    /// scanner cannot parse is also how injection hides from AST-based checks.
+    ///
+    /// ## Example
+    /// `{% for x in %}`.
+    ///
+    /// ## Remediation
+    /// Check the template renders with your serving stack; prefer the producer's original.
+    ///
+    /// ## References
+    /// CWE-1336.
+    pub static GGF003 = {
+        code: "GGF003",
+        name: "chat-template-unparseable",
+        severity: Info,
+        status: Preview,
+        references: ["CWE-1336"],
+    };
+}
+
 /// Every rule of this crate, in code order.
 pub static ALL: &[&Rule] = &[
     &PKL001, &PKL002, &PKL003, &PKL004, &PKL005, &PKL006, &PKL007, &PKL008, &PKL009, &PKL010, &NPY001, &ARC001,
+    &SFT001, &SFT002, &SFT003, &GGF001, &GGF002, &GGF003,
 ];

@@ -14,8 +14,17 @@ pub enum Kind {
     JoblibZfile,
     /// A compression this version recognises but does not decompress.
     Compressed(&'static str),
+    Safetensors,
+    Gguf,
     Pickle,
     Unknown,
+}
+
+impl Kind {
+    /// Formats whose parser needs random access.
+    pub fn needs_seek(self) -> bool {
+        matches!(self, Kind::Zip | Kind::Safetensors)
+    }
 }
 
 pub fn sniff(head: &[u8], policy: &pickle::policy::Policy) -> Kind {
@@ -56,6 +65,12 @@ pub fn sniff(head: &[u8], policy: &pickle::policy::Policy) -> Kind {
     }
     if head.starts_with(&[0x04, 0x22, 0x4d, 0x18]) {
         return Kind::Compressed("lz4");
+    }
+    if crate::formats::gguf::sniff(head) {
+        return Kind::Gguf;
+    }
+    if crate::formats::safetensors::sniff(head) {
+        return Kind::Safetensors;
     }
     if pickle::sniff(head, policy) {
         return Kind::Pickle;

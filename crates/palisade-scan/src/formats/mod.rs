@@ -1,0 +1,6 @@
+//! Weights-and-graph model formats (not pickle-based): each parser reads structure with
+//! bounds and skips tensor data.
+
+pub mod gguf;
+pub mod safetensors;
+pub mod template;
