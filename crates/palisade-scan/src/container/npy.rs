@@ -99,7 +99,8 @@ fn descr_of(header: &str) -> Option<String> {
         }
         end
     } else {
-        let quote = rest.chars().next()?;
+        // A Python string literal: only ASCII quotes delimit it.
+        let quote = rest.chars().next().filter(|q| *q == '\'' || *q == '"')?;
         rest[1..].find(quote)? + 2
     };
     Some(rest[..end].to_owned())
@@ -124,5 +125,12 @@ mod tests {
             Some("[('a', '<i4'), ('b', '|O')]")
         );
         assert_eq!(descr_of("{'shape': ()}"), None);
+    }
+
+    /// Found by the `zip_container` fuzz target: a multi-byte character where the quote
+    /// should be sliced the header mid-character.
+    #[test]
+    fn npy_descr_with_multibyte_quote() {
+        assert_eq!(descr_of("{'descr': \u{643}\u{530}, 'shape': (3,)}"), None);
     }
 }
