@@ -38,6 +38,8 @@ pub struct Limits {
     pub max_depth: u32,
     /// Largest compressed or nested member read into memory to be scanned.
     pub max_member_in_memory: u64,
+    /// Most bytes one compressed stream may expand to (decompression-bomb bound).
+    pub max_decompressed: u64,
 }
 
 impl Default for Limits {
@@ -47,6 +49,7 @@ impl Default for Limits {
             timeout: Duration::from_secs(300),
             max_depth: 8,
             max_member_in_memory: 256 << 20,
+            max_decompressed: 32 << 30,
         }
     }
 }
@@ -227,13 +230,14 @@ pub fn scan_seekable(r: &mut dyn ReadSeek, size: u64, loc: &Location, ctx: &Scan
     match sniff::sniff(&head, &ctx.opts.policy) {
         Kind::Zip => container::zip::scan(r, size, loc, ctx, report),
         Kind::Safetensors => formats::safetensors::scan(r, size, loc, ctx, report),
+        Kind::SevenZip => container::sevenz::scan(r, size, loc, ctx, report),
         Kind::Gguf => {
             let _ = r.rewind();
             formats::gguf::scan(&mut BufReader::new(r), Some(size), loc, ctx, report);
         }
         other => {
             let mut buffered = BufReader::new(r);
-            scan_stream_kind(other, &mut buffered, loc, ctx, report);
+            scan_stream_kind(other, &mut buffered, Some(size), loc, ctx, report);
         }
     }
 }
@@ -263,10 +267,17 @@ pub fn scan_stream(r: &mut dyn BufRead, loc: &Location, ctx: &ScanCtx, report: &
         }
         return;
     }
-    scan_stream_kind(kind, &mut chained, loc, ctx, report);
+    scan_stream_kind(kind, &mut chained, None, loc, ctx, report);
 }
 
-fn scan_stream_kind(kind: Kind, r: &mut dyn BufRead, loc: &Location, ctx: &ScanCtx, report: &mut FileReport) {
+fn scan_stream_kind(
+    kind: Kind,
+    r: &mut dyn BufRead,
+    size: Option<u64>,
+    loc: &Location,
+    ctx: &ScanCtx,
+    report: &mut FileReport,
+) {
     match kind {
         Kind::Pickle => {
             pickle::scan_stream(r, 0, loc, ctx, report);
@@ -274,13 +285,15 @@ fn scan_stream_kind(kind: Kind, r: &mut dyn BufRead, loc: &Location, ctx: &ScanC
         Kind::Npy => container::npy::scan(r, loc, ctx, report),
         Kind::Gguf => formats::gguf::scan(r, None, loc, ctx, report),
         Kind::Tar => container::tar::scan(r, loc, ctx, report),
-        Kind::Gzip | Kind::Zlib | Kind::JoblibZfile => container::compressed::scan(kind, r, loc, ctx, report),
+        Kind::Gzip | Kind::Zlib | Kind::JoblibZfile | Kind::Bzip2 | Kind::Xz | Kind::Zstd => {
+            container::compressed::scan(kind, r, size, loc, ctx, report)
+        }
         Kind::Compressed(name) => {
             report.add_format(name);
             report.mark_incomplete(format!(
                 "{name}-compressed data is not decompressed by this version; contents not scanned"
             ));
         }
-        Kind::Zip | Kind::Safetensors | Kind::Unknown => {}
+        Kind::Zip | Kind::Safetensors | Kind::SevenZip | Kind::Unknown => {}
     }
 }

@@ -509,6 +509,86 @@ declare_rule! {
     };
 }
 
+declare_rule! {
+    /// ## What it does
+    /// Flags an archive member whose path is absolute, has a drive letter, or contains a
+    /// `..` component ("zip slip").
+    ///
+    /// ## Why is this bad
+    /// Extracting the archive writes outside the target directory: over a shell profile, a
+    /// Python package or another model. Model hubs and loaders extract archives routinely.
+    ///
+    /// ## Example
+    /// A zip member named `../../home/user/.bashrc`.
+    ///
+    /// ## Remediation
+    /// Reject the archive; never extract it with a tool that does not sanitise paths.
+    ///
+    /// ## References
+    /// CWE-22; MITRE ATLAS AML.T0010.003.
+    pub static ARC002 = {
+        code: "ARC002",
+        name: "archive-path-traversal",
+        severity: High,
+        status: Stable,
+        references: ["CWE-22", "AML.T0010.003"],
+    };
+}
+
+declare_rule! {
+    /// ## What it does
+    /// Flags a symbolic or hard link (in a tar or zip, or an ONNX external-data file in a
+    /// model directory) whose target is absolute or climbs out of the archive or model
+    /// directory.
+    ///
+    /// ## Why is this bad
+    /// Following the link reads or overwrites files outside the model: `/etc/passwd`
+    /// loaded as weights and served back, or a later member written through the link.
+    ///
+    /// ## Example
+    /// A tar member `weights.bin` that is a symlink to `/etc/passwd`.
+    ///
+    /// ## Remediation
+    /// Reject the archive; extract with links disabled.
+    ///
+    /// ## References
+    /// CWE-59, CWE-22; MITRE ATLAS AML.T0010.003.
+    pub static ARC003 = {
+        code: "ARC003",
+        name: "archive-link-escape",
+        severity: High,
+        status: Stable,
+        references: ["CWE-59", "CWE-22", "AML.T0010.003"],
+    };
+}
+
+declare_rule! {
+    /// ## What it does
+    /// Flags compressed data that expands more than 100-fold past 64 MiB (or past the
+    /// configured total): a zip member by its declared sizes, a gzip/bzip2/xz/zstd stream
+    /// or 7z entry as it is decompressed — decompression stops at the limit.
+    ///
+    /// ## Why is this bad
+    /// Decompression bombs exhaust memory and disk of whatever unpacks them: CI runners,
+    /// model registries, inference hosts.
+    ///
+    /// ## Example
+    /// A 200 KB `.tar.gz` that unpacks to 200 MB of zeros.
+    ///
+    /// ## Remediation
+    /// Reject the archive.
+    ///
+    /// ## References
+    /// CWE-409; MITRE ATLAS AML.T0029.
+    pub static ARC004 = {
+        code: "ARC004",
+        name: "decompression-bomb",
+        severity: High,
+        status: Stable,
+        references: ["CWE-409", "AML.T0029"],
+    };
+}
+
 /// Every rule of this crate, in code order.
 pub static ALL: &[&Rule] = &[
     &PKL001, &PKL002, &PKL003, &PKL004, &PKL005, &PKL006, &PKL007, &PKL008, &PKL009, &PKL010, &NPY001, &ARC001,

@@ -12,6 +12,10 @@ pub enum Kind {
     Zlib,
     /// joblib's pre-0.10 "Z-file": `ZF`, the length in hex padded to 19 bytes, then zlib.
     JoblibZfile,
+    Bzip2,
+    Xz,
+    Zstd,
+    SevenZip,
     /// A compression this version recognises but does not decompress.
     Compressed(&'static str),
     Safetensors,
@@ -23,7 +27,7 @@ pub enum Kind {
 impl Kind {
     /// Formats whose parser needs random access.
     pub fn needs_seek(self) -> bool {
-        matches!(self, Kind::Zip | Kind::Safetensors)
+        matches!(self, Kind::Zip | Kind::Safetensors | Kind::SevenZip)
     }
 }
 
@@ -55,13 +59,16 @@ pub fn sniff(head: &[u8], policy: &pickle::policy::Policy) -> Kind {
         }
     }
     if head.starts_with(b"BZh") {
-        return Kind::Compressed("bzip2");
+        return Kind::Bzip2;
     }
     if head.starts_with(b"\xfd7zXZ\x00") {
-        return Kind::Compressed("xz");
+        return Kind::Xz;
     }
     if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        return Kind::Compressed("zstd");
+        return Kind::Zstd;
+    }
+    if head.starts_with(b"7z\xbc\xaf\x27\x1c") {
+        return Kind::SevenZip;
     }
     if head.starts_with(&[0x04, 0x22, 0x4d, 0x18]) {
         return Kind::Compressed("lz4");

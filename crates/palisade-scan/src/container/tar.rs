@@ -40,21 +40,39 @@ pub fn scan(r: &mut dyn BufRead, loc: &Location, ctx: &ScanCtx, report: &mut Fil
                 return;
             }
         };
-        if !entry.header().entry_type().is_file() {
+        let printable = |bytes: &[u8]| -> String {
+            bytes
+                .iter()
+                .map(|b| {
+                    if b.is_ascii_graphic() || *b == b' ' {
+                        char::from(*b)
+                    } else {
+                        '?'
+                    }
+                })
+                .collect()
+        };
+        let name = printable(&entry.path_bytes());
+        let mloc = loc.member(name.clone());
+        super::path_finding(report, &mloc, &name);
+        let kind = entry.header().entry_type();
+        if kind.is_symlink() || kind.is_hard_link() {
+            let target = entry.link_name_bytes().map(|t| printable(&t)).unwrap_or_default();
+            // Hard link targets are archive paths (resolved from the root); symlink targets
+            // are relative to the link's directory.
+            let from = if kind.is_hard_link() { "x" } else { name.as_str() };
+            let what = if kind.is_symlink() {
+                "symbolic link"
+            } else {
+                "hard link"
+            };
+            super::link_finding(report, &mloc, from, &target, what);
             continue;
         }
-        let name = entry
-            .path_bytes()
-            .iter()
-            .map(|b| {
-                if b.is_ascii_graphic() || *b == b' ' {
-                    char::from(*b)
-                } else {
-                    '?'
-                }
-            })
-            .collect::<String>();
-        let member = loc.member(name.clone());
+        if !kind.is_file() {
+            continue;
+        }
+        let member = mloc;
         // The legacy PyTorch tar layout starts with `sys_info`.
         legacy_torch |= i == 0 && name == "sys_info";
         if legacy_torch && (name == "storages" || name == "tensors") {

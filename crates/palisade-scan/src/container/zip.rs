@@ -33,6 +33,8 @@ struct Entry {
     csize: u64,
     usize: u64,
     local_offset: u64,
+    /// Central-directory external attributes (Unix mode in the high 16 bits).
+    external_attr: u32,
     /// Only in a local header, not in the central directory.
     orphan: bool,
 }
@@ -155,6 +157,7 @@ fn central_directory(r: &mut dyn ReadSeek, size: u64, issues: &mut Vec<String>) 
         let name_len = usize::from(u16le(&cd, at + 28));
         let extra_len = usize::from(u16le(&cd, at + 30));
         let comment_len = usize::from(u16le(&cd, at + 32));
+        let external_attr = u32le(&cd, at + 38);
         let mut local_offset = u64::from(u32le(&cd, at + 42));
         let name_start = at + 46;
         let Some(name) = cd.get(name_start..name_start + name_len) else {
@@ -192,6 +195,7 @@ fn central_directory(r: &mut dyn ReadSeek, size: u64, issues: &mut Vec<String>) 
             csize,
             usize: usize_,
             local_offset,
+            external_attr,
             orphan: false,
         });
         at = name_start + name_len + extra_len + comment_len;
@@ -323,6 +327,7 @@ fn scan_inner(
                 csize: l.csize,
                 usize: l.usize,
                 local_offset: *at,
+                external_attr: 0,
                 orphan: true,
             });
         }
@@ -338,6 +343,16 @@ fn scan_inner(
     }
     for (name, n) in seen.iter().filter(|(_, n)| **n > 1) {
         arc(report, loc.clone(), format!("{n} members are named `{name}` (names compared without case, as PyTorch looks them up); loaders disagree on which one is read"), None);
+    }
+    let declared: u64 = entries.iter().map(|e| e.usize).fold(0, u64::saturating_add);
+    if declared > ctx.opts.limits.max_decompressed {
+        super::compressed::bomb_finding(
+            report,
+            loc,
+            "the archive's members",
+            ctx.opts.limits.max_decompressed,
+            Some(size),
+        );
     }
     entries.sort_by_key(|e| e.local_offset);
     for e in &entries {
@@ -359,6 +374,7 @@ fn scan_member(
     report: &mut FileReport,
 ) -> io::Result<()> {
     let mloc = loc.member(e.name.clone());
+    super::path_finding(report, &mloc, &e.name);
     let Some(local) = local_header(r, e.local_offset)? else {
         arc(
             report,
@@ -402,6 +418,34 @@ fn scan_member(
             None,
         );
         csize = size.saturating_sub(local.data_offset);
+    }
+    let compressed_bomb =
+        e.usize > super::compressed::BOMB_FLOOR && e.usize / e.csize.max(1) > super::compressed::BOMB_RATIO;
+    if compressed_bomb {
+        report.findings.push(Finding::new(
+            &rules::ARC004,
+            mloc.clone(),
+            format!(
+                "member `{}` declares {} bytes from {} compressed: a decompression bomb (not decompressed)",
+                e.name, e.usize, e.csize
+            ),
+        ));
+        return Ok(());
+    }
+    // Unix symbolic links store their target as the member's data.
+    if (e.external_attr >> 16) & 0o170000 == 0o120000 {
+        let mut target = Vec::new();
+        if let Some(rd) = member_reader(r, local.data_offset, csize, e.method)? {
+            rd.take(4096).read_to_end(&mut target).ok();
+        }
+        super::link_finding(
+            report,
+            &mloc,
+            &e.name,
+            &String::from_utf8_lossy(&target),
+            "symbolic link",
+        );
+        return Ok(());
     }
     if e.method == 0 && e.csize != e.usize {
         arc(
