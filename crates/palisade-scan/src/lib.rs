@@ -86,6 +86,9 @@ pub struct ScanCtx<'a> {
     pub opts: &'a ScanOptions,
     pub budget: &'a Budget,
     pub depth: u32,
+    /// The file on disk being scanned, while scanning its top level (formats that
+    /// reference sibling files, like ONNX external data, resolve against it).
+    pub origin: Option<&'a Path>,
 }
 
 impl<'a> ScanCtx<'a> {
@@ -94,6 +97,7 @@ impl<'a> ScanCtx<'a> {
             opts: self.opts,
             budget: self.budget,
             depth: self.depth + 1,
+            origin: None,
         }
     }
 
@@ -156,6 +160,7 @@ pub fn scan_path(path: &Path, display: &str, opts: &ScanOptions) -> FileReport {
         opts,
         budget: &budget,
         depth: 0,
+        origin: Some(path),
     };
     let mut reader = BufReader::with_capacity(64 << 10, file);
     scan_seekable(&mut reader, size, &Location::new(display), &ctx, &mut report);
@@ -170,6 +175,7 @@ pub fn scan_bytes(bytes: &[u8], display: &str, opts: &ScanOptions) -> FileReport
         opts,
         budget: &budget,
         depth: 0,
+        origin: None,
     };
     let mut cursor = std::io::Cursor::new(bytes);
     scan_seekable(
@@ -231,6 +237,7 @@ pub fn scan_seekable(r: &mut dyn ReadSeek, size: u64, loc: &Location, ctx: &Scan
         Kind::Zip => container::zip::scan(r, size, loc, ctx, report),
         Kind::Safetensors => formats::safetensors::scan(r, size, loc, ctx, report),
         Kind::SevenZip => container::sevenz::scan(r, size, loc, ctx, report),
+        Kind::Protobuf => formats::protobuf::scan(r, size, loc, ctx, report),
         Kind::Gguf => {
             let _ = r.rewind();
             formats::gguf::scan(&mut BufReader::new(r), Some(size), loc, ctx, report);
@@ -294,6 +301,6 @@ fn scan_stream_kind(
                 "{name}-compressed data is not decompressed by this version; contents not scanned"
             ));
         }
-        Kind::Zip | Kind::Safetensors | Kind::SevenZip | Kind::Unknown => {}
+        Kind::Zip | Kind::Safetensors | Kind::SevenZip | Kind::Protobuf | Kind::Unknown => {}
     }
 }

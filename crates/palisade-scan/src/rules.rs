@@ -589,6 +589,141 @@ declare_rule! {
     };
 }
 
+declare_rule! {
+    /// ## What it does
+    /// Flags an ONNX tensor whose external data `location` is absolute, contains `..`, or
+    /// resolves (through a symbolic link) outside the model's directory.
+    ///
+    /// ## Why is this bad
+    /// ONNX runtimes read external data from the named file; an escaping location turns
+    /// model loading into arbitrary file read (CVE-2022-25882, CVE-2024-27318), and the
+    /// file's bytes can come back as model output.
+    ///
+    /// ## Example
+    /// `external_data { key: "location" value: "../../../etc/passwd" }`.
+    ///
+    /// ## Remediation
+    /// Keep external data files next to the model with plain relative names; re-export the
+    /// model with `onnx.save_model(..., save_as_external_data=True)`.
+    ///
+    /// ## References
+    /// CWE-22, CVE-2022-25882, CVE-2024-27318; MITRE ATLAS AML.T0010.003.
+    pub static ONX001 = {
+        code: "ONX001",
+        name: "onnx-external-data-escape",
+        severity: High,
+        status: Stable,
+        references: ["CWE-22", "CVE-2022-25882", "CVE-2024-27318", "AML.T0010.003"],
+    };
+}
+
+declare_rule! {
+    /// ## What it does
+    /// Flags an ONNX node whose operator domain is neither standard ONNX nor a mainstream
+    /// runtime's (`com.microsoft`, …) nor a function defined in the model.
+    ///
+    /// ## Why is this bad
+    /// Custom domains resolve to operator libraries loaded by the runtime; some run Python
+    /// (onnxruntime-extensions' `PyOp` in `ai.onnx.contrib`) or native code shipped beside
+    /// the model.
+    ///
+    /// ## Example
+    /// A node `op_type: "Exec" domain: "com.evil"`.
+    ///
+    /// ## Remediation
+    /// Confirm which library implements the domain and that you trust it; prefer standard
+    /// operators.
+    ///
+    /// ## References
+    /// CWE-829; MITRE ATLAS AML.T0011.000, AML.T0010.003.
+    pub static ONX002 = {
+        code: "ONX002",
+        name: "onnx-custom-op-domain",
+        severity: High,
+        status: Stable,
+        references: ["CWE-829", "AML.T0011.000", "AML.T0010.003"],
+    };
+}
+
+declare_rule! {
+    /// ## What it does
+    /// Reports model-local functions (`ModelProto.functions`). Their bodies are checked
+    /// like the main graph.
+    ///
+    /// ## Why is this bad
+    /// Usually produced by modern exporters; reported so reviewers know part of the graph
+    /// is defined inside the model rather than by the ONNX standard.
+    ///
+    /// ## Example
+    /// A function `custom::Gelu` with five nodes.
+    ///
+    /// ## Remediation
+    /// None needed when the exporter is known.
+    ///
+    /// ## References
+    /// CWE-829.
+    pub static ONX003 = {
+        code: "ONX003",
+        name: "onnx-local-function",
+        severity: Info,
+        status: Preview,
+        references: ["CWE-829"],
+    };
+}
+
+declare_rule! {
+    /// ## What it does
+    /// Flags ONNX tensors that declare negative dimensions or more than 1 TiB of data.
+    ///
+    /// ## Why is this bad
+    /// Runtimes allocate what a tensor declares; absurd declarations are denial-of-service
+    /// and memory-corruption bait.
+    ///
+    /// ## Example
+    /// An initializer with `dims: [1099511627776]` and no data.
+    ///
+    /// ## Remediation
+    /// Reject the model.
+    ///
+    /// ## References
+    /// CWE-789; MITRE ATLAS AML.T0029.
+    pub static ONX004 = {
+        code: "ONX004",
+        name: "onnx-tensor-size",
+        severity: Medium,
+        status: Stable,
+        references: ["CWE-789", "AML.T0029"],
+    };
+}
+
+declare_rule! {
+    /// ## What it does
+    /// Flags TensorFlow graph nodes (SavedModel or frozen GraphDef, including function
+    /// bodies) whose op runs Python (`PyFunc`, `EagerPyFunc`: critical) or touches the
+    /// serving host's file system (`ReadFile`, `WriteFile`, `MatchingFiles`, …: high), and
+    /// checkpoint ops (`SaveV2`, `RestoreV2`, …) outside the saver's scope (medium).
+    ///
+    /// ## Why is this bad
+    /// A served graph runs these ops on every request: file reads exfiltrate secrets,
+    /// writes plant files, Python ops run arbitrary code.
+    ///
+    /// ## Example
+    /// A node `op: "WriteFile"` writing `/tmp/x`.
+    ///
+    /// ## Remediation
+    /// Re-export the model without these ops; serve with an op allowlist.
+    ///
+    /// ## References
+    /// CWE-94, CWE-73; MITRE ATLAS AML.T0011.000, AML.T0010.003.
+    pub static TFM001 = {
+        code: "TFM001",
+        name: "tensorflow-dangerous-op",
+        severity: High,
+        status: Stable,
+        references: ["CWE-94", "CWE-73", "AML.T0011.000", "AML.T0010.003"],
+    };
+}
+
 /// Every rule of this crate, in code order.
 pub static ALL: &[&Rule] = &[
     &PKL001, &PKL002, &PKL003, &PKL004, &PKL005, &PKL006, &PKL007, &PKL008, &PKL009, &PKL010, &NPY001, &ARC001,

@@ -20,6 +20,8 @@ pub enum Kind {
     Compressed(&'static str),
     Safetensors,
     Gguf,
+    /// Possibly ONNX, a SavedModel or a GraphDef: decided by decoding.
+    Protobuf,
     Pickle,
     Unknown,
 }
@@ -27,7 +29,7 @@ pub enum Kind {
 impl Kind {
     /// Formats whose parser needs random access.
     pub fn needs_seek(self) -> bool {
-        matches!(self, Kind::Zip | Kind::Safetensors | Kind::SevenZip)
+        matches!(self, Kind::Zip | Kind::Safetensors | Kind::SevenZip | Kind::Protobuf)
     }
 }
 
@@ -81,6 +83,9 @@ pub fn sniff(head: &[u8], policy: &pickle::policy::Policy) -> Kind {
     }
     if pickle::sniff(head, policy) {
         return Kind::Pickle;
+    }
+    if crate::formats::protobuf::sniff(head) {
+        return Kind::Protobuf;
     }
     Kind::Unknown
 }

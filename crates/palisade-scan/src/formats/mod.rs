@@ -2,5 +2,8 @@
 //! bounds and skips tensor data.
 
 pub mod gguf;
+pub mod onnx;
+pub mod protobuf;
 pub mod safetensors;
 pub mod template;
+pub mod tensorflow;

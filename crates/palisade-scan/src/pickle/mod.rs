@@ -525,6 +525,7 @@ mod tests {
             opts: &opts,
             budget: &budget,
             depth: 0,
+            origin: None,
         };
         let mut report = FileReport::new("t", member.len() as u64);
         super::scan_legacy_tar_member(
@@ -554,6 +555,7 @@ mod tests {
             opts: &opts,
             budget: &budget,
             depth: 0,
+            origin: None,
         };
         let mut report = FileReport::new("t", member.len() as u64);
         super::scan_legacy_tar_member(member.as_slice(), true, &Location::new("t"), &ctx, &mut report);
