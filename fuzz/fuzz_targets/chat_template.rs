@@ -1,0 +1,10 @@
+//! Jinja chat-template analysis on arbitrary text.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = palisade_scan::formats::template::analyze(text);
+    }
+});
