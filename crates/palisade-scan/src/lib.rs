@@ -238,6 +238,7 @@ pub fn scan_seekable(r: &mut dyn ReadSeek, size: u64, loc: &Location, ctx: &Scan
         Kind::Safetensors => formats::safetensors::scan(r, size, loc, ctx, report),
         Kind::SevenZip => container::sevenz::scan(r, size, loc, ctx, report),
         Kind::Protobuf => formats::protobuf::scan(r, size, loc, ctx, report),
+        Kind::Hdf5 => scan_hdf5(r, loc, ctx, report),
         Kind::Gguf => {
             let _ = r.rewind();
             formats::gguf::scan(&mut BufReader::new(r), Some(size), loc, ctx, report);
@@ -246,6 +247,28 @@ pub fn scan_seekable(r: &mut dyn ReadSeek, size: u64, loc: &Location, ctx: &Scan
             let mut buffered = BufReader::new(r);
             scan_stream_kind(other, &mut buffered, Some(size), loc, ctx, report);
         }
+    }
+}
+
+/// HDF5: a Keras `.h5` model keeps its configuration in the root group's `model_config`
+/// attribute; the first 64 MiB are searched for it.
+fn scan_hdf5(r: &mut dyn ReadSeek, loc: &Location, ctx: &ScanCtx, report: &mut FileReport) {
+    const WINDOW: u64 = 64 << 20;
+    report.add_format("hdf5");
+    let mut bytes = Vec::new();
+    if r.rewind().is_err() || (&mut *r).take(WINDOW).read_to_end(&mut bytes).is_err() {
+        report.mark_incomplete("read error in HDF5 file");
+        return;
+    }
+    match formats::keras::find_h5_model_config(&bytes) {
+        Some(config) => {
+            report.add_format("keras-h5");
+            formats::keras::check_config(&config, &ctx.opts.policy, &loc.member("model_config"), report);
+        }
+        None if bytes.windows(12).any(|w| w == b"model_config") => {
+            report.mark_incomplete("HDF5 file names a model_config that could not be read");
+        }
+        None => {}
     }
 }
 
@@ -301,6 +324,6 @@ fn scan_stream_kind(
                 "{name}-compressed data is not decompressed by this version; contents not scanned"
             ));
         }
-        Kind::Zip | Kind::Safetensors | Kind::SevenZip | Kind::Protobuf | Kind::Unknown => {}
+        Kind::Zip | Kind::Safetensors | Kind::SevenZip | Kind::Protobuf | Kind::Hdf5 | Kind::Unknown => {}
     }
 }

@@ -724,6 +724,91 @@ declare_rule! {
     };
 }
 
+declare_rule! {
+    /// ## What it does
+    /// Flags a Keras `Lambda` layer (v3 `.keras` or HDF5 `.h5`): critical when it carries
+    /// marshalled Python bytecode, high when it references a Python function.
+    ///
+    /// ## Why is this bad
+    /// Keras rebuilds the Lambda's function from the stored bytecode and runs it when the
+    /// model is loaded (with `safe_mode=False`, or through a bypass) or called
+    /// (CVE-2024-3660).
+    ///
+    /// ## Example
+    /// `{"class_name": "Lambda", "config": {"function": {"class_name": "__lambda__", "config": {"code": "4wEAAAAA..."}}}}`.
+    ///
+    /// ## Remediation
+    /// Replace Lambda layers with built-in or registered custom layers whose code you ship
+    /// and review.
+    ///
+    /// ## References
+    /// CWE-94, CVE-2024-3660; MITRE ATLAS AML.T0011.000, AML.T0010.003; OWASP LLM03:2025.
+    pub static KER001 = {
+        code: "KER001",
+        name: "keras-lambda-layer",
+        severity: Critical,
+        status: Stable,
+        references: ["CWE-94", "CVE-2024-3660", "AML.T0011.000", "AML.T0010.003", "LLM03:2025"],
+    };
+}
+
+declare_rule! {
+    /// ## What it does
+    /// Flags objects and function references in a Keras configuration that Keras would
+    /// import from outside its own modules (judged by the pickle policy: `subprocess.run`
+    /// is critical, an unknown module is medium), and Keras's own functions that defeat
+    /// safe mode or load further code or files (`enable_unsafe_deserialization`,
+    /// `load_model`, `get_file`, `TFSMLayer`, `set_global_attribute`), and `TFOpLambda`
+    /// layers calling file or Python ops.
+    ///
+    /// ## Why is this bad
+    /// Keras resolves `module` + `class_name` by importing them, so the configuration is a
+    /// call list; the 2025 safe_mode bypasses (CVE-2025-1550, CVE-2025-8747, CVE-2025-9906)
+    /// all go through such references.
+    ///
+    /// ## Example
+    /// `{"module": "subprocess", "class_name": "run", ...}` as a layer.
+    ///
+    /// ## Remediation
+    /// Load models only with `safe_mode=True` on a patched Keras, and reject models that
+    /// reference code outside Keras.
+    ///
+    /// ## References
+    /// CWE-502, CVE-2025-1550, CVE-2025-8747, CVE-2025-9906; MITRE ATLAS AML.T0011.000.
+    pub static KER002 = {
+        code: "KER002",
+        name: "keras-unsafe-reference",
+        severity: Medium,
+        status: Stable,
+        references: ["CWE-502", "CVE-2025-1550", "CVE-2025-8747", "CVE-2025-9906", "AML.T0011.000"],
+    };
+}
+
+declare_rule! {
+    /// ## What it does
+    /// Reports a Keras object registered under a custom name (`package>Class`).
+    ///
+    /// ## Why is this bad
+    /// Loading it needs that package's code; what runs is whatever code is installed under
+    /// that name on the loading host.
+    ///
+    /// ## Example
+    /// `"registered_name": "my_package>MyLayer"`.
+    ///
+    /// ## Remediation
+    /// Ship and review the custom code with the model; pin its version.
+    ///
+    /// ## References
+    /// CWE-829; MITRE ATLAS AML.T0010.003.
+    pub static KER003 = {
+        code: "KER003",
+        name: "keras-custom-object",
+        severity: Low,
+        status: Preview,
+        references: ["CWE-829", "AML.T0010.003"],
+    };
+}
+
 /// Every rule of this crate, in code order.
 pub static ALL: &[&Rule] = &[
     &PKL001, &PKL002, &PKL003, &PKL004, &PKL005, &PKL006, &PKL007, &PKL008, &PKL009, &PKL010, &NPY001, &ARC001,

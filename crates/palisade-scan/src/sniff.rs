@@ -20,6 +20,7 @@ pub enum Kind {
     Compressed(&'static str),
     Safetensors,
     Gguf,
+    Hdf5,
     /// Possibly ONNX, a SavedModel or a GraphDef: decided by decoding.
     Protobuf,
     Pickle,
@@ -29,7 +30,10 @@ pub enum Kind {
 impl Kind {
     /// Formats whose parser needs random access.
     pub fn needs_seek(self) -> bool {
-        matches!(self, Kind::Zip | Kind::Safetensors | Kind::SevenZip | Kind::Protobuf)
+        matches!(
+            self,
+            Kind::Zip | Kind::Safetensors | Kind::SevenZip | Kind::Protobuf | Kind::Hdf5
+        )
     }
 }
 
@@ -74,6 +78,9 @@ pub fn sniff(head: &[u8], policy: &pickle::policy::Policy) -> Kind {
     }
     if head.starts_with(&[0x04, 0x22, 0x4d, 0x18]) {
         return Kind::Compressed("lz4");
+    }
+    if head.starts_with(crate::formats::keras::HDF5_MAGIC) {
+        return Kind::Hdf5;
     }
     if crate::formats::gguf::sniff(head) {
         return Kind::Gguf;

@@ -260,7 +260,10 @@ fn walk_locals(r: &mut dyn ReadSeek, size: u64) -> io::Result<Vec<(u64, Local)>>
 
 fn container_label(names: &[&str]) -> &'static str {
     let has = |suffix: &str| names.iter().any(|n| n.ends_with(suffix) || *n == &suffix[1..]);
-    if has("/constants.pkl") || names.iter().any(|n| n.contains("/code/__torch__")) {
+    let root = |name: &str| names.contains(&name);
+    if root("config.json") && (root("metadata.json") || root("model.weights.h5")) {
+        "keras-v3"
+    } else if has("/constants.pkl") || names.iter().any(|n| n.contains("/code/__torch__")) {
         "torchscript"
     } else if has("/data.pkl") {
         "pytorch-zip"
@@ -333,7 +336,13 @@ fn scan_inner(
         }
     }
     let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
-    report.add_format(container_label(&names));
+    let label = container_label(&names);
+    report.add_format(label);
+    if label == "keras-v3" {
+        if let Some(e) = entries.iter().find(|e| e.name == "config.json") {
+            keras_config(r, e, loc, ctx, report)?;
+        }
+    }
     for issue in issues {
         arc(report, loc.clone(), format!("zip structure: {issue}"), None);
     }
@@ -507,6 +516,36 @@ fn scan_member(
                 );
             }
         }
+    }
+    Ok(())
+}
+
+/// Judges a Keras v3 archive's `config.json`.
+fn keras_config(
+    r: &mut dyn ReadSeek,
+    e: &Entry,
+    loc: &Location,
+    ctx: &ScanCtx,
+    report: &mut FileReport,
+) -> io::Result<()> {
+    const MAX_CONFIG: u64 = 64 << 20;
+    let mloc = loc.member("config.json");
+    let Some(local) = local_header(r, e.local_offset)? else {
+        return Ok(());
+    };
+    let mut text = Vec::new();
+    if let Some(rd) = member_reader(r, local.data_offset, e.csize, e.method)? {
+        rd.take(MAX_CONFIG + 1).read_to_end(&mut text)?;
+    }
+    if text.len() as u64 > MAX_CONFIG {
+        report.mark_incomplete(format!(
+            "Keras config.json is larger than {MAX_CONFIG} bytes (not analysed)"
+        ));
+        return Ok(());
+    }
+    match serde_json::from_slice::<serde_json::Value>(&text) {
+        Ok(config) => crate::formats::keras::check_config(&config, &ctx.opts.policy, &mloc, report),
+        Err(e) => report.mark_incomplete(format!("Keras config.json is not valid JSON: {e}")),
     }
     Ok(())
 }
