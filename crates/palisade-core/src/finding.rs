@@ -161,6 +161,23 @@ impl Finding {
         }
     }
 
+    /// A stable identity for this finding: rule, file, member chain and evidence (or
+    /// message) — not the byte offset, which moves when unrelated bytes change. Used for
+    /// SARIF `partialFingerprints` and `--baseline`.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for part in [self.code.as_str(), self.location.path.as_str()]
+            .into_iter()
+            .chain(self.location.members.iter().map(String::as_str))
+            .chain(std::iter::once(self.evidence.as_deref().unwrap_or(&self.message)))
+        {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     #[must_use]
     pub fn with_severity(mut self, severity: Severity) -> Self {
         self.severity = severity;

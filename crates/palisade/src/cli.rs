@@ -79,6 +79,11 @@ pub struct ScanArgs {
     /// Files scanned in parallel [default: number of CPUs].
     #[arg(short, long, value_name = "N", env = "PALISADE_JOBS")]
     pub jobs: Option<usize>,
+    /// Accept the findings recorded in FILE (a JSON report from an earlier
+    /// `palisade scan --format json`): they are suppressed and counted, new ones are
+    /// reported. Findings match by rule, path, member chain and evidence.
+    #[arg(long, value_name = "FILE", env = "PALISADE_BASELINE")]
+    pub baseline: Option<PathBuf>,
     /// Colour in human output.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,

@@ -331,3 +331,51 @@ fn human_output_groups_by_file_with_summary() {
     );
     assert!(!text.contains("benign/none.pkl"), "clean files are not listed");
 }
+
+#[test]
+fn baseline_accepts_known_findings_and_reports_new_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fx = fixtures();
+    std::fs::copy(fx.join("malicious/reduce_os_system.pkl"), d.join("a.pkl")).unwrap();
+    let out = run(&["scan", "--format", "json", "-q", "-o", "baseline.json", "a.pkl"], d);
+    assert_eq!(out.status.code(), Some(1));
+    // Same findings: all accepted.
+    let out = run(
+        &["scan", "--baseline", "baseline.json", "--format", "json", "-q", "a.pkl"],
+        d,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(json(&out)["summary"]["suppressed"].as_u64().unwrap() >= 1);
+    // A new malicious file is still reported.
+    std::fs::copy(fx.join("malicious/inst_os_system.pkl"), d.join("b.pkl")).unwrap();
+    let out = run(
+        &[
+            "scan",
+            "--baseline",
+            "baseline.json",
+            "--format",
+            "json",
+            "-q",
+            "a.pkl",
+            "b.pkl",
+        ],
+        d,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    let flagged: Vec<_> = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| !f["findings"].as_array().unwrap().is_empty())
+        .map(|f| f["path"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(flagged, vec!["b.pkl"]);
+    // A baseline that is not a report is an error, not an empty baseline.
+    std::fs::write(d.join("bad.json"), "{}").unwrap();
+    assert_eq!(
+        run(&["scan", "--baseline", "bad.json", "a.pkl"], d).status.code(),
+        Some(2)
+    );
+}

@@ -5,10 +5,8 @@
 use std::io::{self, Write};
 
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use crate::catalog;
-use crate::finding::Finding;
 use crate::report::{FileStatus, ScanReport};
 use crate::rule::Rule;
 
@@ -17,22 +15,6 @@ const SARIF_SCHEMA: &str = "https://json.schemastore.org/sarif-2.1.0.json";
 pub fn render_sarif(report: &ScanReport, rules: &[&Rule], out: &mut dyn Write) -> io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, &sarif_value(report, rules)).map_err(io::Error::other)?;
     writeln!(out)
-}
-
-/// A stable fingerprint of a finding: its rule, file, member chain and evidence — not its
-/// byte offset, which moves when unrelated bytes change.
-pub fn fingerprint(f: &Finding) -> String {
-    let mut h = Sha256::new();
-    for part in [f.code.as_str(), f.location.path.as_str()]
-        .into_iter()
-        .chain(f.location.members.iter().map(String::as_str))
-        .chain(std::iter::once(f.evidence.as_deref().unwrap_or(&f.message)))
-    {
-        h.update(part.as_bytes());
-        h.update([0]);
-    }
-    let digest = h.finalize();
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn rule_value(rule: &Rule) -> Value {
@@ -103,7 +85,7 @@ pub fn sarif_value(report: &ScanReport, rules: &[&Rule]) -> Value {
             "level": f.severity.sarif_level(),
             "message": { "text": message },
             "locations": [location],
-            "partialFingerprints": { "palisadeFindingHash/v1": fingerprint(f) },
+            "partialFingerprints": { "palisadeFindingHash/v1": f.fingerprint() },
             "properties": { "severity": f.severity.as_str(), "security-severity": f.severity.security_severity() },
         });
         if let Some(i) = index_of(&f.code) {

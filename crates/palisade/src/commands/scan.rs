@@ -1,5 +1,6 @@
 //! `palisade scan`: collect paths, scan them in parallel, apply suppressions, render.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -44,6 +45,10 @@ pub fn run(args: ScanArgs, config_path: Option<&Path>) -> Result<u8> {
         .filter(|j| *j > 0)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let ignores = compile_ignores(&config)?;
+    let baseline = match &args.baseline {
+        Some(p) => load_baseline(p)?,
+        None => HashSet::new(),
+    };
 
     let mut stdin_spool = None;
     let mut targets = Vec::new();
@@ -75,8 +80,9 @@ pub fn run(args: ScanArgs, config_path: Option<&Path>) -> Result<u8> {
     for f in &mut files {
         let before = f.findings.len();
         let path = f.path.clone();
-        f.findings
-            .retain(|finding| !ignores.iter().any(|ig| ig.matches(&finding.code, &path)));
+        f.findings.retain(|finding| {
+            !ignores.iter().any(|ig| ig.matches(&finding.code, &path)) && !baseline.contains(&finding.fingerprint())
+        });
         suppressed += (before - f.findings.len()) as u64;
     }
     let report = ScanReport::new(
@@ -140,6 +146,26 @@ fn options(args: &ScanArgs, config: &Config) -> Result<ScanOptions> {
         limits,
         policy: Policy { extra_allow },
     })
+}
+
+/// Fingerprints of the findings in an earlier JSON report.
+fn load_baseline(path: &Path) -> Result<HashSet<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read baseline {}", path.display()))?;
+    let report: ScanReport = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "baseline {} is not a Palisade JSON report (palisade scan --format json)",
+            path.display()
+        )
+    })?;
+    if report.schema_version != palisade_core::report::JSON_SCHEMA_VERSION {
+        anyhow::bail!(
+            "baseline {} has schema version {}, this palisade reads {}",
+            path.display(),
+            report.schema_version,
+            palisade_core::report::JSON_SCHEMA_VERSION
+        );
+    }
+    Ok(report.findings().map(|f| f.fingerprint()).collect())
 }
 
 struct CompiledIgnore {
