@@ -6,7 +6,7 @@ pub mod policy;
 pub mod reader;
 pub mod vm;
 
-use std::io::BufRead;
+use std::io::{BufRead, BufReader, Read};
 
 use base64::Engine as _;
 use palisade_core::{FileReport, Finding, Location, Severity};
@@ -73,7 +73,8 @@ pub fn sniff(head: &[u8], policy: &policy::Policy) -> bool {
             Ok(None) | Err(_) => return meaningful_import(&vm),
         };
         n += 1;
-        if let (Opcode::GLOBAL | Opcode::INST, Arg::Pair(m, name)) = (op.code, &op.arg) {
+        if let (Opcode::GLOBAL | Opcode::INST, Arg::Pair(pair)) = (op.code, &op.arg) {
+            let (m, name) = pair.as_ref();
             if !proto_start && (!is_dotted_identifier(m) || !is_dotted_identifier(name)) {
                 return false;
             }
@@ -95,14 +96,16 @@ fn is_dotted_identifier(s: &[u8]) -> bool {
 }
 
 /// Scans every pickle stacked in `reader`, pushing findings into `report`.
-pub fn scan_stream<R: BufRead>(
+pub fn scan_stream<R: Read>(
     reader: R,
     start: u64,
     loc: &Location,
     ctx: &ScanCtx,
     report: &mut FileReport,
 ) -> StreamResult {
-    let mut r = OpReader::with_offset(reader, ctx.reader_config(), start);
+    // A concrete buffer here keeps the per-opcode reads static (callers often hand in
+    // `&mut dyn BufRead`); the inner reader is only called once per 64 KiB.
+    let mut r = OpReader::with_offset(BufReader::with_capacity(64 << 10, reader), ctx.reader_config(), start);
     let mut result = StreamResult::default();
     report.add_format("pickle");
     loop {

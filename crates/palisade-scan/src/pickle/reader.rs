@@ -65,12 +65,12 @@ pub enum Arg {
     BigInt,
     Bool(bool),
     Float(f64),
-    Text(Text),
-    Bytes(Blob),
+    Text(Box<Text>),
+    Bytes(Box<Blob>),
     /// A raw text line (PERSID, GET/PUT are decoded to `Int`).
     Line(Vec<u8>),
     /// GLOBAL / INST: raw module and name lines.
-    Pair(Vec<u8>, Vec<u8>),
+    Pair(Box<(Vec<u8>, Vec<u8>)>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -314,34 +314,34 @@ impl<R: BufRead> OpReader<R> {
             }
             ArgKind::Bytes1 => {
                 let n = self.fixed::<1>(pos, op)?[0];
-                Arg::Bytes(self.payload(pos, op, n.into(), 256)?)
+                Arg::Bytes(Box::new(self.payload(pos, op, n.into(), 256)?))
             }
             ArgKind::Bytes4Signed => {
                 let n = i32::from_le_bytes(self.fixed(pos, op)?);
                 if n < 0 {
                     return Err(bad(format!("negative byte count {n}")));
                 }
-                Arg::Bytes(self.payload(pos, op, n as u64, self.cfg.keep_text)?)
+                Arg::Bytes(Box::new(self.payload(pos, op, n as u64, self.cfg.keep_text)?))
             }
             ArgKind::Bytes4 => {
                 let n = u32::from_le_bytes(self.fixed(pos, op)?);
-                Arg::Bytes(self.payload(pos, op, n.into(), self.cfg.keep_text)?)
+                Arg::Bytes(Box::new(self.payload(pos, op, n.into(), self.cfg.keep_text)?))
             }
             ArgKind::Bytes8 => {
                 let n = u64::from_le_bytes(self.fixed(pos, op)?);
-                Arg::Bytes(self.payload(pos, op, n, self.cfg.keep_text)?)
+                Arg::Bytes(Box::new(self.payload(pos, op, n, self.cfg.keep_text)?))
             }
             ArgKind::Unicode1 => {
                 let n = self.fixed::<1>(pos, op)?[0];
-                Arg::Text(self.text(pos, op, n.into())?)
+                Arg::Text(Box::new(self.text(pos, op, n.into())?))
             }
             ArgKind::Unicode4 => {
                 let n = u32::from_le_bytes(self.fixed(pos, op)?);
-                Arg::Text(self.text(pos, op, n.into())?)
+                Arg::Text(Box::new(self.text(pos, op, n.into())?))
             }
             ArgKind::Unicode8 => {
                 let n = u64::from_le_bytes(self.fixed(pos, op)?);
-                Arg::Text(self.text(pos, op, n)?)
+                Arg::Text(Box::new(self.text(pos, op, n)?))
             }
             ArgKind::DecimalNlShort => {
                 let line = self.line(pos, op)?;
@@ -376,27 +376,27 @@ impl<R: BufRead> OpReader<R> {
                 let inner = strip_quotes(&line).ok_or_else(|| bad("string is not quoted".to_owned()))?;
                 let data = escape_decode(inner).ok_or_else(|| bad("invalid escape".to_owned()))?;
                 let len = data.len() as u64;
-                Arg::Bytes(Blob {
+                Arg::Bytes(Box::new(Blob {
                     data,
                     len,
                     oversized_nested: false,
-                })
+                }))
             }
             ArgKind::StringNlNoEscape => Arg::Line(self.line(pos, op)?),
             ArgKind::StringNlPair => {
                 let module = self.line(pos, op)?;
                 let name = self.line(pos, op)?;
-                Arg::Pair(module, name)
+                Arg::Pair(Box::new((module, name)))
             }
             ArgKind::UnicodeStringNl => {
                 let line = self.line(pos, op)?;
                 let value = raw_unicode_escape_decode(&line).ok_or_else(|| bad("invalid escape".to_owned()))?;
                 let chars = value.chars().count() as u64;
-                Arg::Text(Text {
+                Arg::Text(Box::new(Text {
                     value,
                     chars,
                     truncated: false,
-                })
+                }))
             }
         })
     }
@@ -625,7 +625,7 @@ pub fn genops_repr(code: Opcode, arg: &Arg) -> Result<Option<String>, &'static s
             format!("b:{}:{hex}", b.len)
         }
         Arg::Line(l) => text(ascii_line(l)?),
-        Arg::Pair(m, n) => text(format!("{} {}", ascii_line(m)?, ascii_line(n)?)),
+        Arg::Pair(p) => text(format!("{} {}", ascii_line(&p.0)?, ascii_line(&p.1)?)),
     }))
 }
 

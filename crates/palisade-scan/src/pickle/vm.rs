@@ -54,6 +54,17 @@ impl Container {
             items.push(v);
         }
     }
+
+    /// Appends many values: all are counted, the first `KEEP_ITEMS` kept. Returns whether
+    /// a kept value holds reference-counted values.
+    fn extend(&self, values: Vec<V>) -> bool {
+        self.len.set(self.len.get() + values.len() as u64);
+        let mut items = self.items.borrow_mut();
+        let room = KEEP_ITEMS.saturating_sub(items.len());
+        let before = items.len();
+        items.extend(values.into_iter().take(room));
+        items[before..].iter().any(holds_rc)
+    }
 }
 
 #[derive(Debug)]
@@ -255,15 +266,21 @@ impl<'p> Vm<'p> {
         }
     }
 
+    #[inline(always)]
     fn push(&mut self, pos: u64, v: V) -> Result<(), StepError> {
         if self.stack.len() >= self.limits.max_stack {
-            return Err(StepError::Exhausted(Exhausted(format!(
-                "pickle stack exceeds {} items at offset {pos}",
-                self.limits.max_stack
-            ))));
+            return Err(self.stack_exhausted(pos));
         }
         self.stack.push(v);
         Ok(())
+    }
+
+    #[cold]
+    fn stack_exhausted(&self, pos: u64) -> StepError {
+        StepError::Exhausted(Exhausted(format!(
+            "pickle stack exceeds {} items at offset {pos}",
+            self.limits.max_stack
+        )))
     }
 
     fn pop(&mut self, pos: u64) -> Result<V, StepError> {
@@ -868,9 +885,10 @@ impl<'p> Vm<'p> {
                 }
             }
             GLOBAL | INST => {
-                let Arg::Pair(m, n) = &op.arg else {
+                let Arg::Pair(pair) = &op.arg else {
                     return Err(broken(pos, "bad GLOBAL argument"));
                 };
+                let (m, n) = pair.as_ref();
                 let module = String::from_utf8(m.clone()).map_err(|_| broken(pos, "module name is not UTF-8"))?;
                 let name = String::from_utf8(n.clone()).map_err(|_| broken(pos, "name is not UTF-8"))?;
                 let g = self.import(&module, &name, op.code.name(), pos);
@@ -983,12 +1001,10 @@ impl<'p> Vm<'p> {
         let target = self.top(pos)?.clone();
         match target {
             V::List(c) | V::Dict(c) | V::Set(c) => {
-                if !c.registered.get() && items.iter().any(holds_rc) {
+                let holds_rc = c.extend(items);
+                if holds_rc && !c.registered.get() {
                     c.registered.set(true);
                     self.may_cycle.push(V::List(c.clone()));
-                }
-                for i in items {
-                    c.push(i);
                 }
             }
             V::Global(g) => self.mutate_global(g, method, pos, &items),
