@@ -314,6 +314,7 @@ fn scan_stream_kind(
         }
         Kind::Npy => container::npy::scan(r, loc, ctx, report),
         Kind::Gguf => formats::gguf::scan(r, None, loc, ctx, report),
+        Kind::Json => formats::hfconfig::scan(r, loc, report),
         Kind::Tar => container::tar::scan(r, loc, ctx, report),
         Kind::Gzip | Kind::Zlib | Kind::JoblibZfile | Kind::Bzip2 | Kind::Xz | Kind::Zstd => {
             container::compressed::scan(kind, r, size, loc, ctx, report)

@@ -809,6 +809,33 @@ declare_rule! {
     };
 }
 
+declare_rule! {
+    /// ## What it does
+    /// Flags a Hugging Face config with an `auto_map`: loading the model needs
+    /// `trust_remote_code=True`, which imports Python files shipped in the repository.
+    ///
+    /// ## Why is this bad
+    /// The model's own code runs with the loader's privileges; a compromised repository
+    /// or a malicious fork only needs to change a `.py` file.
+    ///
+    /// ## Example
+    /// `"auto_map": {"AutoModelForCausalLM": "modeling_x.XForCausalLM"}`.
+    ///
+    /// ## Remediation
+    /// Review the referenced Python files, pin the repository revision, or use an
+    /// architecture that ships in `transformers`.
+    ///
+    /// ## References
+    /// CWE-829, CWE-94; MITRE ATLAS AML.T0010.003, AML.T0011.000; OWASP LLM03:2025.
+    pub static HFC001 = {
+        code: "HFC001",
+        name: "remote-code-required",
+        severity: Medium,
+        status: Stable,
+        references: ["CWE-829", "CWE-94", "AML.T0010.003", "AML.T0011.000", "LLM03:2025"],
+    };
+}
+
 /// Every rule of this crate, in code order.
 pub static ALL: &[&Rule] = &[
     &PKL001, &PKL002, &PKL003, &PKL004, &PKL005, &PKL006, &PKL007, &PKL008, &PKL009, &PKL010, &NPY001, &ARC001,

@@ -21,6 +21,8 @@ pub enum Kind {
     Safetensors,
     Gguf,
     Hdf5,
+    /// A JSON object: possibly a Hugging Face config.
+    Json,
     /// Possibly ONNX, a SavedModel or a GraphDef: decided by decoding.
     Protobuf,
     Pickle,
@@ -94,6 +96,9 @@ pub fn sniff(head: &[u8], policy: &pickle::policy::Policy) -> Kind {
     if crate::formats::protobuf::sniff(head) {
         return Kind::Protobuf;
     }
+    if crate::formats::hfconfig::sniff(head) {
+        return Kind::Json;
+    }
     Kind::Unknown
 }
 
@@ -129,7 +134,8 @@ mod tests {
         assert_eq!(k(b"import torch\nprint(1)\n"), Kind::Unknown);
         assert_eq!(k(b"config = 1\n"), Kind::Unknown);
         assert_eq!(k(b"# README\n"), Kind::Unknown);
-        assert_eq!(k(b"{\"a\": 1}"), Kind::Unknown);
+        // JSON is sniffed as a possible config, never as a pickle.
+        assert_eq!(k(b"{\"a\": 1}"), Kind::Json);
         assert_eq!(k(b""), Kind::Unknown);
     }
 

@@ -2,6 +2,7 @@
 //! bounds and skips tensor data.
 
 pub mod gguf;
+pub mod hfconfig;
 pub mod keras;
 pub mod onnx;
 pub mod protobuf;

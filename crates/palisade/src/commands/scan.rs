@@ -53,6 +53,7 @@ pub fn run(args: ScanArgs, config_path: Option<&Path>) -> Result<u8> {
     let mut stdin_spool = None;
     let mut targets = Vec::new();
     let mut unlisted = Vec::new();
+    let mut escaping = Vec::new();
     for p in &args.paths {
         if p.as_os_str() == "-" {
             let spool = spool_stdin(opts.limits.max_file_size)?;
@@ -64,7 +65,7 @@ pub fn run(args: ScanArgs, config_path: Option<&Path>) -> Result<u8> {
             });
             stdin_spool = Some(spool);
         } else {
-            collect(p, &mut targets, &mut unlisted);
+            collect(p, &mut targets, &mut unlisted, &mut escaping);
         }
     }
 
@@ -76,6 +77,18 @@ pub fn run(args: ScanArgs, config_path: Option<&Path>) -> Result<u8> {
 
     let mut files: Vec<FileReport> = reports;
     files.extend(unlisted.into_iter().map(|u| FileReport::error(u.display, 0, u.reason)));
+    files.extend(escaping.into_iter().map(|(link, target)| {
+        let mut r = FileReport::new(link.clone(), 0);
+        r.findings.push(
+            palisade_core::Finding::new(
+                &palisade_scan::rules::ARC003,
+                palisade_core::Location::new(link),
+                "symbolic link points outside the scanned directory; loaders that follow it read files that are not part of the model".to_owned(),
+            )
+            .with_evidence(target),
+        );
+        r
+    }));
     let mut suppressed = 0u64;
     for f in &mut files {
         let before = f.findings.len();
@@ -195,7 +208,7 @@ fn compile_ignores(config: &Config) -> Result<Vec<CompiledIgnore>> {
 
 /// Expands a path argument: a file, or every file under a directory (symbolic links
 /// inside directories are not followed and are listed as not scanned).
-fn collect(path: &Path, targets: &mut Vec<Target>, unlisted: &mut Vec<Unlisted>) {
+fn collect(path: &Path, targets: &mut Vec<Target>, unlisted: &mut Vec<Unlisted>, escaping: &mut Vec<(String, String)>) {
     let display = path.display().to_string();
     match std::fs::metadata(path) {
         Ok(m) if m.is_dir() => {}
@@ -215,11 +228,36 @@ fn collect(path: &Path, targets: &mut Vec<Target>, unlisted: &mut Vec<Unlisted>)
             return;
         }
     }
+    let root = path.canonicalize().ok();
     for entry in walkdir::WalkDir::new(path).follow_links(false).sort_by_file_name() {
         match entry {
             Ok(e) if e.file_type().is_dir() => {}
             Ok(e) if e.file_type().is_symlink() => {
-                tracing::warn!(path = %e.path().display(), "symbolic link inside a directory is not followed");
+                // Links that stay inside the scanned directory are scanned through (Hugging
+                // Face caches link snapshots to blobs); links that leave it are findings;
+                // links to directories are not walked (no loops).
+                let link = e.path();
+                let shown = link.display().to_string();
+                match (link.canonicalize(), root.as_ref()) {
+                    (Ok(real), Some(root)) if real.starts_with(root) && real.is_file() => {
+                        let size = real.metadata().map(|m| m.len()).unwrap_or(0);
+                        targets.push(Target {
+                            path: real,
+                            display: shown,
+                            size,
+                        });
+                    }
+                    (Ok(real), Some(root)) if !real.starts_with(root) => {
+                        escaping.push((shown, real.display().to_string()));
+                    }
+                    (Ok(_), _) => {
+                        tracing::warn!(path = %shown, "symbolic link to a directory is not followed");
+                    }
+                    (Err(err), _) => unlisted.push(Unlisted {
+                        display: shown,
+                        reason: format!("cannot follow symbolic link: {err}"),
+                    }),
+                }
             }
             Ok(e) => {
                 let size = e.metadata().map(|m| m.len()).unwrap_or(0);
