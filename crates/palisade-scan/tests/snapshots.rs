@@ -62,3 +62,28 @@ fn json_findings() {
     .unwrap();
     insta::assert_snapshot!(String::from_utf8(out).unwrap());
 }
+
+fn format_report(files: &[&str]) -> String {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/formats");
+    let reports = files
+        .iter()
+        .map(|f| scan_path(&root.join(f), f, &ScanOptions::default()))
+        .collect();
+    let mut out = Vec::new();
+    render_human(&ScanReport::new("test", reports, 0, 0), &mut out, false).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn human_other_formats() {
+    insta::assert_snapshot!(format_report(&[
+        "malicious/gguf_ssti_cycler_globals_os_popen.gguf",
+        "malicious/onnx_extdata_traversal.onnx",
+        "malicious/keras_lambda_marshal.keras",
+        "malicious/keras_cve_2025_1550_subprocess_run.keras",
+        "malicious/safetensors_overlapping_ranges.safetensors",
+        "malicious/tf_graphdef_writefile.pb",
+        "malicious/zip_slip_dotdot.zip",
+        "malicious/tar_symlink_etc_passwd.tar",
+    ]));
+}

@@ -116,12 +116,12 @@ impl Walker<'_> {
         }
     }
 
-    fn walk(&mut self, v: &Value, depth: u32) {
+    fn walk(&mut self, v: &Value, depth: u32, in_lambda: bool) {
         if depth > 128 {
             return;
         }
         match v {
-            Value::Array(items) => items.iter().for_each(|i| self.walk(i, depth + 1)),
+            Value::Array(items) => items.iter().for_each(|i| self.walk(i, depth + 1, in_lambda)),
             Value::Object(obj) => {
                 let class = obj.get("class_name").and_then(Value::as_str).unwrap_or("");
                 let module = obj.get("module").and_then(Value::as_str).unwrap_or("");
@@ -132,6 +132,8 @@ impl Walker<'_> {
                     .or_else(|| obj.get("name").and_then(Value::as_str))
                     .unwrap_or("?");
                 match class {
+                    // A `__lambda__` inside a `Lambda` layer is the same finding.
+                    "__lambda__" if in_lambda => {}
                     "Lambda" | "__lambda__" => {
                         let bytecode = obj
                             .get("config")
@@ -195,8 +197,9 @@ impl Walker<'_> {
                         );
                     }
                 }
+                let in_lambda = in_lambda || class == "Lambda";
                 for (_, child) in obj {
-                    self.walk(child, depth + 1);
+                    self.walk(child, depth + 1, in_lambda);
                 }
             }
             _ => {}
@@ -206,7 +209,7 @@ impl Walker<'_> {
 
 /// Judges a Keras model configuration.
 pub fn check_config(config: &Value, policy: &Policy, loc: &Location, report: &mut FileReport) {
-    Walker { loc, policy, report }.walk(config, 0);
+    Walker { loc, policy, report }.walk(config, 0, false);
 }
 
 /// HDF5 files start with this signature (at offset 0, 512, 1024, … when a user block

@@ -212,7 +212,7 @@ impl Checker<'_> {
                 Finding::new(
                     &rules::ONX001,
                     self.loc.clone(),
-                    format!("tensor `{name}` loads external data from `{location}`, {why} outside the model directory"),
+                    format!("tensor `{name}` loads external data from `{location}`, which has {why}: it reads outside the model directory"),
                 )
                 .with_evidence(location.clone()),
             );

@@ -133,7 +133,10 @@ pub fn analyze(source: &str) -> Analysis {
             (Token::Ident(name), Some(Token::Dot)) if MODULE_NAMES.contains(name) => {
                 hit(line, format!("attribute of module-like name `{name}`"));
             }
-            (Token::Ident(name), _) if *name == "__import__" || looks_like_dunder(name) => {
+            (Token::Ident(name), _)
+                if (*name == "__import__" || looks_like_dunder(name))
+                    && !matches!(i.checked_sub(1).map(|j| &toks[j].0), Some(Token::Dot)) =>
+            {
                 hit(line, format!("name `{name}`"));
             }
             _ => {}
