@@ -8,7 +8,7 @@ secs="${1:-60}"
 export RUSTC_BOOTSTRAP=1
 fixtures=../crates/palisade-scan/tests/fixtures/pickle
 mkdir -p logs
-for target in ${FUZZ_TARGETS:-pickle_stream zip_container npy safetensors gguf protobuf_models chat_template model_configs scan_bytes}; do
+for target in ${FUZZ_TARGETS:-pickle_stream zip_container npy safetensors gguf protobuf_models chat_template model_configs hdf5 scan_bytes}; do
   mkdir -p "corpus/$target"
   find "$fixtures" -type f ! -name '*.json' ! -name '*.md' -exec cp -n {} "corpus/$target/" \; 2>/dev/null
   echo "== $target (${secs}s)"

@@ -238,7 +238,7 @@ pub fn scan_seekable(r: &mut dyn ReadSeek, size: u64, loc: &Location, ctx: &Scan
         Kind::Safetensors => formats::safetensors::scan(r, size, loc, ctx, report),
         Kind::SevenZip => container::sevenz::scan(r, size, loc, ctx, report),
         Kind::Protobuf => formats::protobuf::scan(r, size, loc, ctx, report),
-        Kind::Hdf5 => scan_hdf5(r, loc, ctx, report),
+        Kind::Hdf5 => scan_hdf5(r, size, loc, ctx, report),
         Kind::Gguf => {
             let _ = r.rewind();
             formats::gguf::scan(&mut BufReader::new(r), Some(size), loc, ctx, report);
@@ -251,10 +251,29 @@ pub fn scan_seekable(r: &mut dyn ReadSeek, size: u64, loc: &Location, ctx: &Scan
 }
 
 /// HDF5: a Keras `.h5` model keeps its configuration in the root group's `model_config`
-/// attribute; the first 64 MiB are searched for it.
-fn scan_hdf5(r: &mut dyn ReadSeek, loc: &Location, ctx: &ScanCtx, report: &mut FileReport) {
+/// attribute, read with the minimal HDF5 reader. Where that reader cannot follow the
+/// layout, the first 64 MiB are searched for the configuration instead.
+fn scan_hdf5(r: &mut dyn ReadSeek, size: u64, loc: &Location, ctx: &ScanCtx, report: &mut FileReport) {
     const WINDOW: u64 = 64 << 20;
     report.add_format("hdf5");
+    let mloc = loc.member("model_config");
+    match formats::hdf5::root_attributes(r, size) {
+        Ok(attrs) => {
+            if let Some(text) = attrs
+                .iter()
+                .find(|a| a.name == "model_config")
+                .and_then(|a| a.text.as_deref())
+            {
+                report.add_format("keras-h5");
+                match serde_json::from_str(text) {
+                    Ok(config) => formats::keras::check_config(&config, &ctx.opts.policy, &mloc, report),
+                    Err(e) => report.mark_incomplete(format!("model_config is not valid JSON: {e}")),
+                }
+            }
+            return;
+        }
+        Err(why) => tracing::debug!(%why, "HDF5 reader could not follow the file; searching for model_config"),
+    }
     let mut bytes = Vec::new();
     if r.rewind().is_err() || (&mut *r).take(WINDOW).read_to_end(&mut bytes).is_err() {
         report.mark_incomplete("read error in HDF5 file");
@@ -263,7 +282,7 @@ fn scan_hdf5(r: &mut dyn ReadSeek, loc: &Location, ctx: &ScanCtx, report: &mut F
     match formats::keras::find_h5_model_config(&bytes) {
         Some(config) => {
             report.add_format("keras-h5");
-            formats::keras::check_config(&config, &ctx.opts.policy, &loc.member("model_config"), report);
+            formats::keras::check_config(&config, &ctx.opts.policy, &mloc, report);
         }
         None if bytes.windows(12).any(|w| w == b"model_config") => {
             report.mark_incomplete("HDF5 file names a model_config that could not be read");

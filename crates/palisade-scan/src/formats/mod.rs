@@ -2,6 +2,7 @@
 //! bounds and skips tensor data.
 
 pub mod gguf;
+pub mod hdf5;
 pub mod hfconfig;
 pub mod keras;
 pub mod onnx;
