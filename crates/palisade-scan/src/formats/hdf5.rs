@@ -200,6 +200,9 @@ pub fn root_attributes(r: &mut dyn ReadSeek, size: u64) -> Result<Vec<Attribute>
     if !sb.starts_with(super::keras::HDF5_MAGIC) {
         return Err("no HDF5 signature".to_owned());
     }
+    if sb.len() < 16 {
+        return Err("truncated superblock".to_owned());
+    }
     let version = sb[8];
     let (root, base) = match version {
         0 | 1 => {
@@ -268,6 +271,14 @@ mod tests {
             assert!(config.contains("\"class_name\""), "{rel}: {config}");
             assert!(a.iter().any(|(n, _)| n == "keras_version"), "{rel}");
         }
+    }
+
+    #[test]
+    fn truncated_superblock_is_an_error() {
+        let mut bytes = crate::formats::keras::HDF5_MAGIC.to_vec();
+        bytes.extend_from_slice(&[0, 0, 0]);
+        let len = bytes.len() as u64;
+        assert!(root_attributes(&mut std::io::Cursor::new(bytes), len).is_err());
     }
 
     #[test]
