@@ -51,16 +51,16 @@ impl File<'_> {
         if sig == b"OHDR" {
             let h = self.read(addr, 6)?;
             let flags = h[5];
-            let mut at = addr + 6;
+            let mut at = addr.saturating_add(6);
             if flags & 0x20 != 0 {
-                at += 16;
+                at = at.saturating_add(16);
             }
             if flags & 0x10 != 0 {
-                at += 4;
+                at = at.saturating_add(4);
             }
             let width = 1u64 << (flags & 3);
             let chunk = le(&self.read(at, width)?);
-            at += width;
+            at = at.saturating_add(width);
             let mut blocks = vec![(at, chunk.saturating_sub(4))];
             let mut followed = 0;
             while let Some((start, len)) = blocks.pop() {
@@ -82,7 +82,7 @@ impl File<'_> {
                         let off = le(&data[..self.offsets.min(data.len())]);
                         let l = le(data.get(self.offsets..self.offsets + self.lengths).unwrap_or(&[]));
                         // An OCHK block: signature, messages, checksum.
-                        blocks.push((off + 4, l.saturating_sub(8)));
+                        blocks.push((off.saturating_add(4), l.saturating_sub(8)));
                     } else {
                         out.push((ty, data.to_vec()));
                     }
@@ -96,7 +96,7 @@ impl File<'_> {
             }
             let count = le(&h[2..4]) as usize;
             let size = le(&h[8..12]);
-            let mut blocks = vec![(addr + 16, size)];
+            let mut blocks = vec![(addr.saturating_add(16), size)];
             let mut followed = 0;
             while let Some((start, len)) = blocks.pop() {
                 let block = self.read(start, len)?;
@@ -171,18 +171,18 @@ impl File<'_> {
         let mut at = 8 + self.lengths;
         while at + 8 + self.lengths <= heap.len() {
             let idx = le(&heap[at..at + 2]);
-            let osize = le(&heap[at + 8..at + 8 + self.lengths]) as usize;
+            let osize = usize::try_from(le(&heap[at + 8..at + 8 + self.lengths])).unwrap_or(usize::MAX);
             let data_at = at + 8 + self.lengths;
             if idx == 0 {
                 break;
             }
             if idx == index {
                 let data = heap
-                    .get(data_at..data_at + osize)
+                    .get(data_at..data_at.saturating_add(osize))
                     .ok_or("global heap object overruns its collection")?;
                 return Ok(String::from_utf8_lossy(data).into_owned());
             }
-            at = data_at + osize.div_ceil(8) * 8;
+            at = data_at.saturating_add(osize.div_ceil(8).saturating_mul(8));
         }
         Err(format!("global heap object {index} not found"))
     }
@@ -228,7 +228,7 @@ pub fn root_attributes(r: &mut dyn ReadSeek, size: u64) -> Result<Vec<Attribute>
         return Err("invalid offset or length size".to_owned());
     }
     let mut attrs = Vec::new();
-    for (ty, data) in f.messages(base + root)? {
+    for (ty, data) in f.messages(base.saturating_add(root))? {
         match ty {
             0x0C => attrs.push(f.attribute(&data)?),
             0x15 => return Err("root attributes are in dense storage (fractal heap), which is not read".to_owned()),
