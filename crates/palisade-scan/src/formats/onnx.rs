@@ -128,6 +128,54 @@ pub const STANDARD_DOMAINS: &[&str] = &[
     "pkg.onnxscript.torch_lib.common",
 ];
 
+/// Operators of onnxruntime-extensions (`ai.onnx.contrib`) that ship compiled in the
+/// library (tokenizers, string and media ops). Any other op in that domain is a Python
+/// custom op (`PyOp`, `@onnx_op`), registered by code outside the model.
+const CONTRIB_BUILTIN_OPS: &[&str] = &[
+    "GPT2Tokenizer",
+    "CLIPTokenizer",
+    "RobertaTokenizer",
+    "BpeTokenizer",
+    "BpeDecoder",
+    "BertTokenizer",
+    "BertTokenizerDecoder",
+    "BasicTokenizer",
+    "WordpieceTokenizer",
+    "SentencepieceTokenizer",
+    "SentencepieceDecoder",
+    "HfJsonTokenizer",
+    "HfBertTokenizer",
+    "TrieTokenizer",
+    "TrieDetokenizer",
+    "VectorToString",
+    "StringToVector",
+    "StringJoin",
+    "StringSplit",
+    "StringLower",
+    "StringUpper",
+    "StringLength",
+    "StringConcat",
+    "StringMapping",
+    "StringRegexReplace",
+    "StringRegexSplitWithOffsets",
+    "StringECMARegexReplace",
+    "StringECMARegexSplitWithOffsets",
+    "StringEqual",
+    "StringStrip",
+    "StringHash",
+    "StringHashFast",
+    "MaskedFill",
+    "SegmentExtraction",
+    "SegmentSum",
+    "RaggedTensorToDense",
+    "RaggedTensorToSparse",
+    "DecodeImage",
+    "EncodeImage",
+    "AudioDecoder",
+    "StftNorm",
+    "BlingFireSentenceBreaker",
+];
+
 /// Declared tensor sizes beyond this are reported.
 const MAX_TENSOR_BYTES: u128 = 1 << 40;
 
@@ -237,7 +285,9 @@ impl Checker<'_> {
 
     fn node(&mut self, n: &NodeProto, scope: &str) {
         let domain = s(&n.domain);
-        if !STANDARD_DOMAINS.contains(&domain.as_str()) && !self.local_domains.contains(&domain) {
+        let op = s(&n.op_type);
+        let known_contrib = domain == "ai.onnx.contrib" && CONTRIB_BUILTIN_OPS.contains(&op.as_str());
+        if !STANDARD_DOMAINS.contains(&domain.as_str()) && !self.local_domains.contains(&domain) && !known_contrib {
             self.report.findings.push(
                 Finding::new(
                     &rules::ONX002,
@@ -307,5 +357,53 @@ pub fn check(model: &ModelProto, model_dir: Option<&Path>, loc: &Location, repor
         for n in &f.node {
             c.node(n, &format!("function `{}`", s(&f.name)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use palisade_core::{FileReport, Location};
+    use prost::Message;
+
+    use super::*;
+
+    fn model(domain: &str, op: &str) -> Vec<u8> {
+        ModelProto {
+            ir_version: 8,
+            opset_import: vec![OperatorSetIdProto {
+                domain: b"".to_vec(),
+                version: 17,
+            }],
+            producer_name: b"test".to_vec(),
+            graph: Some(GraphProto {
+                node: vec![NodeProto {
+                    name: b"n".to_vec(),
+                    op_type: op.as_bytes().to_vec(),
+                    domain: domain.as_bytes().to_vec(),
+                    attribute: vec![],
+                }],
+                name: b"g".to_vec(),
+                initializer: vec![],
+                sparse_initializer: vec![],
+            }),
+            functions: vec![],
+        }
+        .encode_to_vec()
+    }
+
+    fn codes(bytes: &[u8]) -> Vec<String> {
+        let m = decode(bytes).expect("decodes");
+        let mut r = FileReport::new("t", 0);
+        check(&m, None, &Location::new("t"), &mut r);
+        r.findings.into_iter().map(|f| f.code).collect()
+    }
+
+    #[test]
+    fn operator_domains() {
+        assert_eq!(codes(&model("", "Add")), Vec::<String>::new());
+        assert_eq!(codes(&model("com.microsoft", "FusedMatMul")), Vec::<String>::new());
+        assert_eq!(codes(&model("ai.onnx.contrib", "GPT2Tokenizer")), Vec::<String>::new());
+        assert_eq!(codes(&model("ai.onnx.contrib", "PyOp")), vec!["ONX002"]);
+        assert_eq!(codes(&model("com.evil", "Exec")), vec!["ONX002"]);
     }
 }

@@ -162,9 +162,13 @@ fn check_node(n: &NodeDef, scope: &str, loc: &Location, report: &mut FileReport)
             .with_evidence(format!("{name}: {op}")),
         );
     } else if CHECKPOINT_OPS.contains(&op.as_str()) {
-        let in_saver = name
-            .split('/')
-            .any(|seg| seg.starts_with("save") || seg.starts_with("checkpoint"));
+        // TF1 savers live under `save/` (`save_1/`, …); TF2 puts them in
+        // `__inference__traced_save_*` / `__inference__traced_restore_*` functions.
+        let first = name.split('/').next().unwrap_or("").to_ascii_lowercase();
+        let scope_l = scope.to_ascii_lowercase();
+        let in_saver = (name.contains('/') && (first.starts_with("save") || first.starts_with("checkpoint")))
+            || scope_l.contains("traced_save")
+            || scope_l.contains("traced_restore");
         if !in_saver {
             report.findings.push(
                 Finding::new(
@@ -205,5 +209,83 @@ pub fn check(d: &Decoded, loc: &Location, report: &mut FileReport) {
             report.add_format("tf-graphdef");
             check_graph(g, loc, report);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use palisade_core::{FileReport, Location};
+    use prost::Message;
+
+    use super::*;
+
+    fn node(name: &str, op: &str) -> NodeDef {
+        NodeDef {
+            name: name.as_bytes().to_vec(),
+            op: op.as_bytes().to_vec(),
+        }
+    }
+
+    fn findings(g: GraphDef) -> Vec<String> {
+        let bytes = g.encode_to_vec();
+        let d = decode(&bytes).expect("decodes as a GraphDef");
+        let mut r = FileReport::new("t", 0);
+        check(&d, &Location::new("t"), &mut r);
+        r.findings
+            .into_iter()
+            .map(|f| format!("{} {}", f.severity, f.message))
+            .collect()
+    }
+
+    #[test]
+    fn savers_are_normal_elsewhere_checkpoint_ops_are_not() {
+        let tf1 = GraphDef {
+            node: vec![
+                node("save/SaveV2", "SaveV2"),
+                node("save/RestoreV2", "RestoreV2"),
+                node("x", "MatMul"),
+            ],
+            library: None,
+        };
+        assert_eq!(findings(tf1), Vec::<String>::new());
+        let tf2 = GraphDef {
+            node: vec![
+                node("saver_filename", "Placeholder"),
+                node("StatefulPartitionedCall_1", "StatefulPartitionedCall"),
+            ],
+            library: Some(FunctionDefLibrary {
+                function: vec![FunctionDef {
+                    signature: Some(OpDef {
+                        name: b"__inference__traced_save_42".to_vec(),
+                    }),
+                    node_def: vec![
+                        node("SaveV2", "SaveV2"),
+                        node("MergeV2Checkpoints", "MergeV2Checkpoints"),
+                    ],
+                }],
+            }),
+        };
+        assert_eq!(findings(tf2), Vec::<String>::new());
+        let rogue = GraphDef {
+            node: vec![node("exfil", "SaveV2"), node("y", "Identity")],
+            library: None,
+        };
+        assert_eq!(findings(rogue).len(), 1);
+    }
+
+    #[test]
+    fn python_ops_are_critical_even_in_functions() {
+        let g = GraphDef {
+            node: vec![node("a", "Placeholder")],
+            library: Some(FunctionDefLibrary {
+                function: vec![FunctionDef {
+                    signature: Some(OpDef { name: b"f".to_vec() }),
+                    node_def: vec![node("p", "EagerPyFunc")],
+                }],
+            }),
+        };
+        let f = findings(g);
+        assert_eq!(f.len(), 1);
+        assert!(f[0].starts_with("critical"), "{f:?}");
     }
 }
