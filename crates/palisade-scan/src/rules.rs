@@ -839,5 +839,6 @@ declare_rule! {
 /// Every rule of this crate, in code order.
 pub static ALL: &[&Rule] = &[
     &PKL001, &PKL002, &PKL003, &PKL004, &PKL005, &PKL006, &PKL007, &PKL008, &PKL009, &PKL010, &NPY001, &ARC001,
-    &SFT001, &SFT002, &SFT003, &GGF001, &GGF002, &GGF003,
+    &SFT001, &SFT002, &SFT003, &GGF001, &GGF002, &GGF003, &ARC002, &ARC003, &ARC004, &ONX001, &ONX002, &ONX003,
+    &ONX004, &TFM001, &KER001, &KER002, &KER003, &HFC001,
 ];

@@ -66,3 +66,14 @@ fn rule_docs_have_every_heading_and_codes_are_unique() {
         assert!(!rule.summary().is_empty());
     }
 }
+
+#[test]
+fn every_declared_rule_is_registered() {
+    let source = include_str!("../src/rules.rs");
+    let declared = source.matches("declare_rule! {").count();
+    assert_eq!(
+        declared,
+        palisade_scan::rules::ALL.len(),
+        "a rule is declared but missing from rules::ALL"
+    );
+}

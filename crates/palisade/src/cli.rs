@@ -97,6 +97,9 @@ pub struct RuleArgs {
     /// A rule code such as PKL001; without it, all rules are listed.
     pub code: Option<String>,
     /// Print JSON instead of text.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "markdown")]
     pub json: bool,
+    /// Print every rule's documentation as one Markdown document (docs/rules.md).
+    #[arg(long)]
+    pub markdown: bool,
 }

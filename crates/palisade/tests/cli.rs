@@ -379,3 +379,15 @@ fn baseline_accepts_known_findings_and_reports_new_ones() {
         Some(2)
     );
 }
+
+#[test]
+fn docs_rules_md_is_current() {
+    let out = run(&["rule", "--markdown"], &fixtures());
+    assert_eq!(out.status.code(), Some(0));
+    let committed =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/rules.md")).unwrap();
+    assert!(
+        committed == String::from_utf8_lossy(&out.stdout),
+        "docs/rules.md is stale: run `palisade rule --markdown > docs/rules.md`"
+    );
+}
