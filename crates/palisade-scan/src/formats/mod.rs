@@ -6,6 +6,7 @@ pub mod hdf5;
 pub mod hfconfig;
 pub mod keras;
 pub mod onnx;
+pub mod pbstrip;
 pub mod protobuf;
 pub mod safetensors;
 pub mod template;

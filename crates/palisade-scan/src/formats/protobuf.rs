@@ -6,7 +6,9 @@ use std::io::SeekFrom;
 
 use palisade_core::{FileReport, Location};
 
-use super::{onnx, tensorflow};
+use std::io::BufReader;
+
+use super::{onnx, pbstrip, tensorflow};
 use crate::{ReadSeek, ScanCtx};
 
 /// Protobuf messages are limited to 2 GiB.
@@ -22,15 +24,26 @@ pub fn scan(r: &mut dyn ReadSeek, size: u64, loc: &Location, ctx: &ScanCtx, repo
     if size > MAX_PROTOBUF {
         return;
     }
-    let mut bytes = Vec::with_capacity(size as usize);
-    if r.seek(SeekFrom::Start(0)).is_err() || r.read_to_end(&mut bytes).is_err() {
-        report.mark_incomplete("read error");
-        return;
+    // Each candidate is read once, without its bulk payload (weights), so memory follows
+    // the model's structure, not its size.
+    fn stripped(r: &mut dyn ReadSeek, schema: &[pbstrip::Schema], root: usize) -> Option<Vec<u8>> {
+        r.seek(SeekFrom::Start(0)).ok()?;
+        pbstrip::strip(&mut BufReader::with_capacity(1 << 20, &mut *r), schema, root).ok()
     }
-    if let Some(model) = onnx::decode(&bytes) {
+    if let Some(model) = stripped(r, pbstrip::ONNX, 0).and_then(|b| onnx::decode(&b)) {
         let dir = ctx.origin.and_then(|p| p.parent());
         onnx::check(&model, dir, loc, report);
-    } else if let Some(tf) = tensorflow::decode(&bytes) {
+        return;
+    }
+    // SavedModel starts with field 1 as a varint, a bare GraphDef with field 1 as a message.
+    let mut first = [0u8; 1];
+    let root = if r.seek(SeekFrom::Start(0)).is_ok() && r.read_exact(&mut first).is_ok() && first[0] == 0x0a {
+        pbstrip::TF_GRAPHDEF
+    } else {
+        0
+    };
+    let tf = stripped(r, pbstrip::TENSORFLOW, root).and_then(|b| tensorflow::decode(&b));
+    if let Some(tf) = tf {
         tensorflow::check(&tf, loc, report);
     }
 }
