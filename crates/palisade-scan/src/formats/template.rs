@@ -156,7 +156,10 @@ pub fn analyze(source: &str) -> Analysis {
                     _ => break,
                 }
             }
+            // A string starting with `__` is a dunder name or a piece of one being
+            // assembled (`['__cla', 'ss__']|join`); chat templates have no use for either.
             if looks_like_dunder(&folded)
+                || folded.trim_start().starts_with("__")
                 || (pieces > 1 && (is_private(&folded) || DANGEROUS_ATTRS.contains(&folded.as_str())))
             {
                 hit(line, format!("string `{folded}`"));
@@ -197,6 +200,8 @@ mod tests {
             "{{ x|attr('__globals__') }}",
             "{% set a = '__cla' ~ 'ss__' %}{{ ''|attr(a) }}",
             "{{ request.application.__globals__.__builtins__.__import__('os').popen('id') }}",
+            "{{ ''|attr(['__cla', 'ss__']|join) }}",
+            "{% set p = ('__glo', 'bals__') %}{{ cycler.__init__|attr(p|join) }}",
         ] {
             assert!(!hits(src).is_empty(), "missed: {src}");
         }

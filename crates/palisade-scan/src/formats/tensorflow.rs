@@ -94,6 +94,16 @@ const DANGEROUS_OPS: &[(&str, Severity, &str)] = &[
         "writes files on the serving host",
     ),
     ("WriteSummary", Severity::Medium, "writes files on the serving host"),
+    (
+        "DecodeProtoV2",
+        Severity::Medium,
+        "can load a descriptor file from the serving host",
+    ),
+    (
+        "EncodeProto",
+        Severity::Medium,
+        "can load a descriptor file from the serving host",
+    ),
 ];
 
 /// Checkpoint ops: normal inside the saver's own scope, suspicious elsewhere.
