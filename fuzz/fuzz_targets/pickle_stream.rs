@@ -8,7 +8,7 @@ use palisade_scan::{Budget, ScanCtx, ScanOptions};
 fuzz_target!(|data: &[u8]| {
     let opts = ScanOptions::default();
     let budget = Budget::new(std::time::Duration::from_secs(5));
-    let ctx = ScanCtx { opts: &opts, budget: &budget, depth: 0, origin: None };
+    let ctx = ScanCtx::root(&opts, &budget, None);
     let mut report = FileReport::new("fuzz", data.len() as u64);
     palisade_scan::pickle::scan_stream(data, 0, &Location::new("fuzz"), &ctx, &mut report);
     // Sniffing must agree with itself and never panic either.

@@ -8,7 +8,11 @@ use palisade_scan::formats::{onnx, pbstrip, tensorflow};
 
 fuzz_target!(|data: &[u8]| {
     let mut report = FileReport::new("fuzz", data.len() as u64);
-    for (schema, root) in [(pbstrip::ONNX, 0), (pbstrip::TENSORFLOW, 0), (pbstrip::TENSORFLOW, pbstrip::TF_GRAPHDEF)] {
+    for (schema, root) in [
+        (pbstrip::ONNX, 0),
+        (pbstrip::TENSORFLOW, 0),
+        (pbstrip::TENSORFLOW, pbstrip::TF_GRAPHDEF),
+    ] {
         if let Ok(stripped) = pbstrip::strip(&mut &data[..], schema, root) {
             assert!(stripped.len() <= data.len() + 16 * 1024);
         }

@@ -92,6 +92,16 @@ pub struct ScanCtx<'a> {
 }
 
 impl<'a> ScanCtx<'a> {
+    /// The context for the top level of one file (`origin` is its path on disk, if any).
+    pub fn root(opts: &'a ScanOptions, budget: &'a Budget, origin: Option<&'a Path>) -> Self {
+        ScanCtx {
+            opts,
+            budget,
+            depth: 0,
+            origin,
+        }
+    }
+
     pub fn deeper(&self) -> ScanCtx<'a> {
         ScanCtx {
             opts: self.opts,
@@ -156,12 +166,7 @@ pub fn scan_path(path: &Path, display: &str, opts: &ScanOptions) -> FileReport {
     };
     let mut report = FileReport::new(display, size);
     let budget = Budget::new(opts.limits.timeout);
-    let ctx = ScanCtx {
-        opts,
-        budget: &budget,
-        depth: 0,
-        origin: Some(path),
-    };
+    let ctx = ScanCtx::root(opts, &budget, Some(path));
     let mut reader = BufReader::with_capacity(64 << 10, file);
     scan_seekable(&mut reader, size, &Location::new(display), &ctx, &mut report);
     report
@@ -171,12 +176,7 @@ pub fn scan_path(path: &Path, display: &str, opts: &ScanOptions) -> FileReport {
 pub fn scan_bytes(bytes: &[u8], display: &str, opts: &ScanOptions) -> FileReport {
     let mut report = FileReport::new(display, bytes.len() as u64);
     let budget = Budget::new(opts.limits.timeout);
-    let ctx = ScanCtx {
-        opts,
-        budget: &budget,
-        depth: 0,
-        origin: None,
-    };
+    let ctx = ScanCtx::root(opts, &budget, None);
     let mut cursor = std::io::Cursor::new(bytes);
     scan_seekable(
         &mut cursor,

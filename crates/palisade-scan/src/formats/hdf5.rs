@@ -44,6 +44,18 @@ impl File<'_> {
         Ok(buf)
     }
 
+    /// The `(offset, length)` of a header continuation message, counting how many were
+    /// followed.
+    fn continuation(&self, data: &[u8], followed: &mut usize) -> Result<(u64, u64), String> {
+        *followed += 1;
+        if *followed > MAX_CONTINUATIONS {
+            return Err("too many continuation blocks".to_owned());
+        }
+        let off = le(&data[..self.offsets.min(data.len())]);
+        let len = le(data.get(self.offsets..self.offsets + self.lengths).unwrap_or(&[]));
+        Ok((off, len))
+    }
+
     /// Messages `(type, data)` of the object header at `addr`.
     fn messages(&mut self, addr: u64) -> Result<Vec<(u16, Vec<u8>)>, String> {
         let mut out = Vec::new();
@@ -75,12 +87,7 @@ impl File<'_> {
                         break;
                     };
                     if ty == 0x10 {
-                        followed += 1;
-                        if followed > MAX_CONTINUATIONS {
-                            return Err("too many continuation blocks".to_owned());
-                        }
-                        let off = le(&data[..self.offsets.min(data.len())]);
-                        let l = le(data.get(self.offsets..self.offsets + self.lengths).unwrap_or(&[]));
+                        let (off, l) = self.continuation(data, &mut followed)?;
                         // An OCHK block: signature, messages, checksum.
                         blocks.push((off.saturating_add(4), l.saturating_sub(8)));
                     } else {
@@ -108,13 +115,7 @@ impl File<'_> {
                         break;
                     };
                     if ty == 0x10 {
-                        followed += 1;
-                        if followed > MAX_CONTINUATIONS {
-                            return Err("too many continuation blocks".to_owned());
-                        }
-                        let off = le(&data[..self.offsets.min(data.len())]);
-                        let l = le(data.get(self.offsets..self.offsets + self.lengths).unwrap_or(&[]));
-                        blocks.push((off, l));
+                        blocks.push(self.continuation(data, &mut followed)?);
                     } else {
                         out.push((ty, data.to_vec()));
                     }

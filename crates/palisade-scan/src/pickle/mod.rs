@@ -524,12 +524,7 @@ mod tests {
         member.extend_from_slice(b"\x80\x02].");
         let opts = ScanOptions::default();
         let budget = Budget::new(std::time::Duration::from_secs(10));
-        let ctx = ScanCtx {
-            opts: &opts,
-            budget: &budget,
-            depth: 0,
-            origin: None,
-        };
+        let ctx = ScanCtx::root(&opts, &budget, None);
         let mut report = FileReport::new("t", member.len() as u64);
         super::scan_legacy_tar_member(
             member.as_slice(),
@@ -554,12 +549,7 @@ mod tests {
         member.extend_from_slice(&2u64.to_le_bytes());
         let opts = ScanOptions::default();
         let budget = Budget::new(std::time::Duration::from_secs(10));
-        let ctx = ScanCtx {
-            opts: &opts,
-            budget: &budget,
-            depth: 0,
-            origin: None,
-        };
+        let ctx = ScanCtx::root(&opts, &budget, None);
         let mut report = FileReport::new("t", member.len() as u64);
         super::scan_legacy_tar_member(member.as_slice(), true, &Location::new("t"), &ctx, &mut report);
         assert!(matches!(report.status, FileStatus::Incomplete { .. }));
