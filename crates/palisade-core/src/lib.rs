@@ -4,6 +4,7 @@
 //! This crate has no I/O of its own beyond writing into a caller-supplied `Write`; it knows
 //! nothing about terminals, files or the network.
 
+pub mod attest;
 pub mod catalog;
 pub mod finding;
 pub mod render;

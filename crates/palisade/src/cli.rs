@@ -38,6 +38,206 @@ pub enum Command {
     Scan(ScanArgs),
     /// Print the documentation of a rule, or list all rules.
     Rule(RuleArgs),
+    /// Create an ECDSA key pair for signing models and attestations.
+    #[command(
+        after_help = "Examples:\n  palisade keygen --output release\n  palisade keygen --curve p384 --output ci"
+    )]
+    Keygen(KeygenArgs),
+    /// Print a model's digest (SHA-256 over its file digests, as OpenSSF Model Signing
+    /// computes it): the name a signature and every attestation give the model.
+    Digest(DigestArgs),
+    /// Sign a model (directory or file) in the OpenSSF Model Signing v1.0 format: a
+    /// Sigstore bundle that the `model-signing` tool can verify.
+    #[command(
+        after_help = "Examples:\n  palisade sign ./model --key release.key\n  palisade sign ./model --key leaf.key --certificate leaf.pem --chain intermediate.pem --output model.sig"
+    )]
+    Sign(SignArgs),
+    /// Verify a model against its signature: the signer, then every file's digest.
+    ///
+    /// Exit status: 0 verified; 1 the signature or the model does not verify (another key,
+    /// a changed, renamed, added or removed file, a bundle for another model); 2 an error
+    /// (unreadable file, bad arguments).
+    #[command(
+        after_help = "Examples:\n  palisade verify ./model --key release.pub\n  palisade verify ./model --chain ca.pem --signature model.sig\n  palisade verify ./model --identity me@example.com --issuer https://accounts.google.com --trust-root fulcio.pem"
+    )]
+    Verify(VerifyArgs),
+    /// Verify a signed attestation (for example from `palisade scan --attest`): its
+    /// signature, predicate type and, given --model or --digest, its subject.
+    VerifyAttestation(VerifyAttestationArgs),
+    /// Write a CycloneDX 1.6 AI-BOM for a model: a machine-learning-model component with
+    /// hashes, files and a model card from what the artifacts declare, datasets, and the
+    /// scan findings as vulnerabilities.
+    #[command(
+        after_help = "Examples:\n  palisade bom ./model --output model.cdx.json\n  palisade bom ./model --dataset ./train.parquet --no-scan"
+    )]
+    Bom(BomArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CurveArg {
+    P256,
+    P384,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum HashArg {
+    Sha256,
+    Blake3,
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Curve of the key pair.
+    #[arg(long, value_enum, default_value_t = CurveArg::P256)]
+    pub curve: CurveArg,
+    /// Write PREFIX.key (private, mode 0600) and PREFIX.pub.
+    #[arg(short, long, value_name = "PREFIX", default_value = "palisade")]
+    pub output: PathBuf,
+    /// Overwrite existing files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// How a model is hashed; the verifier takes these from the signature.
+#[derive(Debug, Args)]
+pub struct HashArgs {
+    /// Digest algorithm for each file or shard.
+    #[arg(long = "hash", value_enum, default_value_t = HashArg::Sha256)]
+    pub hash: HashArg,
+    /// Hash files in shards of SIZE (e.g. 1GB) instead of whole (SHA-256 only).
+    #[arg(long, value_name = "SIZE")]
+    pub shard_size: Option<String>,
+}
+
+/// Which files of a model take part.
+#[derive(Debug, Args)]
+pub struct SelectArgs {
+    /// Paths (relative to the model, or inside it) to leave out; a directory leaves out
+    /// everything under it.
+    #[arg(long = "ignore-paths", value_name = "PATH", num_args = 1..)]
+    pub ignore_paths: Vec<PathBuf>,
+    /// Include .git, .gitattributes, .github and .gitignore (left out by default).
+    #[arg(long)]
+    pub no_ignore_git_paths: bool,
+    /// Hash symbolic links as the files they point to (an error by default).
+    #[arg(long)]
+    pub allow_symlinks: bool,
+    /// Hashing threads [default: number of CPUs].
+    #[arg(short, long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// No progress bar.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DigestArgs {
+    /// Model directory or file.
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub hash: HashArgs,
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Print the whole manifest (every resource and its digest) as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// Model directory or file.
+    pub model: PathBuf,
+    /// PEM private key (PKCS#8 or SEC1, ECDSA P-256 or P-384).
+    #[arg(long, value_name = "PRIVATE.pem", required_unless_present = "sigstore")]
+    pub key: Option<PathBuf>,
+    /// Signing certificate (PEM) for the key: certificate mode.
+    #[arg(long, value_name = "CERT.pem", requires = "key")]
+    pub certificate: Option<PathBuf>,
+    /// Intermediate certificates (PEM) to include after the signing certificate.
+    #[arg(long, value_name = "PEM", num_args = 1.., requires = "certificate")]
+    pub chain: Vec<PathBuf>,
+    /// Keyless signing through Sigstore (Fulcio and Rekor); needs network access.
+    #[arg(long, conflicts_with_all = ["key", "certificate"])]
+    pub sigstore: bool,
+    /// Where to write the signature bundle.
+    #[arg(short, long, value_name = "FILE", default_value = "model.sig", alias = "signature")]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub hash: HashArgs,
+    #[command(flatten)]
+    pub select: SelectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Model directory or file.
+    pub model: PathBuf,
+    /// Signature bundle.
+    #[arg(short, long, value_name = "FILE", default_value = "model.sig")]
+    pub signature: PathBuf,
+    /// PEM public key of the signer.
+    #[arg(long, value_name = "PUBLIC.pem", conflicts_with_all = ["chain", "identity"])]
+    pub key: Option<PathBuf>,
+    /// Trusted certificates (PEM): the signing certificate in the bundle must chain to one.
+    #[arg(long, value_name = "PEM", num_args = 1.., alias = "certificate-chain", conflicts_with = "identity")]
+    pub chain: Vec<PathBuf>,
+    /// Keyless: the signer identity (e-mail or URI) the Fulcio certificate must name.
+    #[arg(long, requires_all = ["issuer", "trust_root"])]
+    pub identity: Option<String>,
+    /// Keyless: the OIDC issuer the Fulcio certificate must name.
+    #[arg(long, requires = "identity")]
+    pub issuer: Option<String>,
+    /// Keyless: Fulcio root and intermediate certificates (PEM) to trust.
+    #[arg(long, value_name = "PEM", num_args = 1.., requires = "identity")]
+    pub trust_root: Vec<PathBuf>,
+    /// Accept files that the signature does not name.
+    #[arg(long)]
+    pub ignore_unsigned_files: bool,
+    #[command(flatten)]
+    pub select: SelectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyAttestationArgs {
+    /// Attestation bundle (Sigstore bundle or bare DSSE envelope JSON).
+    pub attestation: PathBuf,
+    /// PEM public key of the signer.
+    #[arg(long, value_name = "PUBLIC.pem")]
+    pub key: PathBuf,
+    /// Expected predicate type.
+    #[arg(long, default_value = "https://palisade.dev/attestation/scan/v1")]
+    pub predicate_type: String,
+    /// Check that the attestation is about this model (its digest is recomputed).
+    #[arg(long, value_name = "PATH", conflicts_with = "digest")]
+    pub model: Option<PathBuf>,
+    /// Check that the attestation is about this digest (sha256:HEX or HEX).
+    #[arg(long, value_name = "DIGEST")]
+    pub digest: Option<String>,
+    /// Print the verified statement as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BomArgs {
+    /// Model directory or file.
+    pub model: PathBuf,
+    /// Write the BOM to FILE instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// A dataset the model was trained or evaluated on (file or directory), hashed and
+    /// listed as a `data` component. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub dataset: Vec<PathBuf>,
+    /// Do not scan the model (no vulnerabilities section).
+    #[arg(long)]
+    pub no_scan: bool,
+    /// Model name in the BOM [default: the directory or file name].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Model version in the BOM.
+    #[arg(long)]
+    pub version: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -90,6 +290,16 @@ pub struct ScanArgs {
     /// No progress bar and no summary on stderr.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Also write a signed attestation of the result (in-toto statement in a Sigstore
+    /// bundle, subject = the model's digest); needs --key and exactly one PATH.
+    #[arg(long, requires = "key")]
+    pub attest: bool,
+    /// PEM private key that signs the attestation.
+    #[arg(long, value_name = "PRIVATE.pem")]
+    pub key: Option<PathBuf>,
+    /// Where --attest writes the attestation.
+    #[arg(long, value_name = "FILE", default_value = "palisade-scan.sigstore.json")]
+    pub attestation: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -24,6 +24,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Scan(args) => commands::scan::run(args, cli.config.as_deref()),
         Command::Rule(args) => commands::rule::run(args),
+        Command::Keygen(args) => commands::sign::keygen(args),
+        Command::Digest(args) => commands::sign::digest(args),
+        Command::Sign(args) => commands::sign::sign(args),
+        Command::Verify(args) => commands::sign::verify(args),
+        Command::VerifyAttestation(args) => commands::sign::verify_attestation(args),
+        Command::Bom(args) => commands::bom::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,5 +1,7 @@
+pub mod bom;
 pub mod rule;
 pub mod scan;
+pub mod sign;
 
 use palisade_core::Rule;
 

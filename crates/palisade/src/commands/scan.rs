@@ -130,6 +130,16 @@ pub fn run(args: ScanArgs, config_path: Option<&Path>) -> Result<u8> {
         eprintln!("{}", palisade_core::render::summary_line(&report));
     }
 
+    if args.attest {
+        let (Some(key), [model]) = (&args.key, args.paths.as_slice()) else {
+            anyhow::bail!("--attest needs --key and exactly one model path (not standard input)");
+        };
+        if model.as_os_str() == "-" {
+            anyhow::bail!("--attest needs a model path, not standard input");
+        }
+        super::sign::attest_scan(model, key, &args.attestation, &report)?;
+    }
+
     let failing = report.findings().any(|f| f.severity >= fail_on);
     Ok(if failing {
         EXIT_FINDINGS
