@@ -6,6 +6,7 @@
 
 pub mod attest;
 pub mod catalog;
+pub mod facts;
 pub mod finding;
 pub mod render;
 pub mod report;

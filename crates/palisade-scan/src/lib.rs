@@ -7,6 +7,7 @@
 //! Entry point: [`scan_path`] scans one file into a [`FileReport`].
 
 pub mod container;
+pub mod describe;
 pub mod formats;
 pub mod pickle;
 pub mod rules;

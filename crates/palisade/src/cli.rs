@@ -236,8 +236,8 @@ pub struct BomArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// Model version in the BOM.
-    #[arg(long)]
-    pub version: Option<String>,
+    #[arg(long = "model-version", value_name = "VERSION")]
+    pub model_version: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -312,4 +312,13 @@ pub struct RuleArgs {
     /// Print every rule's documentation as one Markdown document (docs/rules.md).
     #[arg(long)]
     pub markdown: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

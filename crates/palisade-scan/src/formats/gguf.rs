@@ -149,9 +149,98 @@ impl Reader<'_> {
             }
             other => return Err(Bad::Malformed(format!("unknown metadata value type {other}"))),
         };
+        if keep {
+            let mut b = [0u8; 8];
+            let width = fixed as usize;
+            self.r
+                .read_exact(&mut b[..width])
+                .map_err(|_| Bad::Malformed("file ends inside a value".to_owned()))?;
+            self.pos += fixed;
+            let u = u64::from_le_bytes(b);
+            let text = match ty {
+                1 => (b[0] as i8).to_string(),
+                3 => i16::from_le_bytes([b[0], b[1]]).to_string(),
+                5 => i32::from_le_bytes([b[0], b[1], b[2], b[3]]).to_string(),
+                6 => f32::from_le_bytes([b[0], b[1], b[2], b[3]]).to_string(),
+                7 => (b[0] != 0).to_string(),
+                11 => (u as i64).to_string(),
+                12 => f64::from_bits(u).to_string(),
+                _ => u.to_string(),
+            };
+            return Ok(Some(text));
+        }
         self.skip(fixed)?;
         Ok(None)
     }
+}
+
+/// Name of a GGML tensor type (ggml.h `enum ggml_type`).
+fn ggml_type(t: u32) -> String {
+    const NAMES: [&str; 31] = [
+        "F32", "F16", "Q4_0", "Q4_1", "Q4_2", "Q4_3", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K",
+        "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS", "I8", "I16",
+        "I32", "I64", "F64", "IQ1_M", "BF16",
+    ];
+    NAMES
+        .get(t as usize)
+        .map_or_else(|| format!("type{t}"), |s| s.to_string())
+}
+
+/// What a GGUF header declares: `general.*` metadata, tensor count, parameters per type.
+/// `None` when the header is malformed (the scan reports why).
+pub fn describe(r: &mut dyn BufRead, size: Option<u64>) -> Option<palisade_core::facts::ModelFacts> {
+    let mut rd = Reader {
+        r,
+        pos: 0,
+        size,
+        version: 0,
+    };
+    let mut facts = palisade_core::facts::ModelFacts {
+        format: "gguf".to_owned(),
+        ..Default::default()
+    };
+    rd.fixed::<4>().ok()?;
+    rd.version = rd.u32().ok()?;
+    if !(1..=3).contains(&rd.version) {
+        return None;
+    }
+    let tensors = rd.len().ok()?;
+    let kvs = rd.len().ok()?;
+    if tensors > MAX_COUNT || kvs > MAX_COUNT {
+        return None;
+    }
+    for _ in 0..kvs {
+        let key = rd.string(true).ok()?.unwrap_or_default();
+        let ty = rd.u32().ok()?;
+        let keep = key.starts_with("general.") || key.ends_with(".context_length") || key.ends_with(".block_count");
+        if let Some(v) = rd.value(ty, keep && ty != 9, 0).ok()? {
+            if key == "general.architecture" {
+                facts.architecture = Some(v.clone());
+            }
+            if v.len() <= 1024 {
+                facts.properties.insert(key, v);
+            }
+        }
+    }
+    let mut params = 0u64;
+    for _ in 0..tensors {
+        rd.string(false).ok()?;
+        let dims = rd.u32().ok()?;
+        if dims > MAX_DIMS {
+            return None;
+        }
+        let mut n = 1u64;
+        for _ in 0..dims {
+            n = n.saturating_mul(rd.u64().ok()?);
+        }
+        let ty = rd.u32().ok()?;
+        rd.u64().ok()?;
+        params = params.saturating_add(n);
+        *facts.dtypes.entry(ggml_type(ty)).or_default() += n;
+    }
+    facts.tensors = Some(tensors);
+    facts.parameters = Some(params);
+    Some(facts)
 }
 
 pub fn scan(r: &mut dyn BufRead, size: Option<u64>, loc: &Location, ctx: &ScanCtx, report: &mut FileReport) {

@@ -19,6 +19,16 @@ pub struct ModelProto {
     pub opset_import: Vec<OperatorSetIdProto>,
     #[prost(bytes = "vec", tag = "2")]
     pub producer_name: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub producer_version: Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    pub domain: Vec<u8>,
+    #[prost(int64, tag = "5")]
+    pub model_version: i64,
+    #[prost(bytes = "vec", tag = "6")]
+    pub doc_string: Vec<u8>,
+    #[prost(message, repeated, tag = "14")]
+    pub metadata_props: Vec<StringStringEntryProto>,
     #[prost(message, optional, tag = "7")]
     pub graph: Option<GraphProto>,
     #[prost(message, repeated, tag = "25")]
@@ -43,6 +53,46 @@ pub struct GraphProto {
     pub initializer: Vec<TensorProto>,
     #[prost(message, repeated, tag = "15")]
     pub sparse_initializer: Vec<SparseTensorProto>,
+    #[prost(message, repeated, tag = "11")]
+    pub input: Vec<ValueInfoProto>,
+    #[prost(message, repeated, tag = "12")]
+    pub output: Vec<ValueInfoProto>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ValueInfoProto {
+    #[prost(bytes = "vec", tag = "1")]
+    pub name: Vec<u8>,
+    #[prost(message, optional, tag = "2")]
+    pub r#type: Option<TypeProto>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct TypeProto {
+    #[prost(message, optional, tag = "1")]
+    pub tensor_type: Option<TypeTensor>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct TypeTensor {
+    #[prost(int32, tag = "1")]
+    pub elem_type: i32,
+    #[prost(message, optional, tag = "2")]
+    pub shape: Option<TensorShapeProto>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct TensorShapeProto {
+    #[prost(message, repeated, tag = "1")]
+    pub dim: Vec<Dimension>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct Dimension {
+    #[prost(int64, optional, tag = "1")]
+    pub dim_value: Option<i64>,
+    #[prost(bytes = "vec", optional, tag = "2")]
+    pub dim_param: Option<Vec<u8>>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -385,8 +435,10 @@ mod tests {
                 name: b"g".to_vec(),
                 initializer: vec![],
                 sparse_initializer: vec![],
+                ..Default::default()
             }),
             functions: vec![],
+            ..Default::default()
         }
         .encode_to_vec()
     }

@@ -245,8 +245,10 @@ mod tests {
                     data_location: 0,
                 }],
                 sparse_initializer: vec![],
+                ..Default::default()
             }),
             functions: vec![],
+            ..Default::default()
         };
         let mut bytes = m.encode_to_vec();
         // Append a raw_data field (9) to the initializer by re-encoding with a payload:
