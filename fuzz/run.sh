@@ -8,9 +8,12 @@ secs="${1:-60}"
 export RUSTC_BOOTSTRAP=1
 fixtures=../crates/palisade-scan/tests/fixtures/pickle
 mkdir -p logs
-for target in ${FUZZ_TARGETS:-pickle_stream zip_container npy safetensors gguf protobuf_models chat_template model_configs hdf5 scan_bytes}; do
+for target in ${FUZZ_TARGETS:-pickle_stream zip_container npy safetensors gguf protobuf_models chat_template model_configs hdf5 scan_bytes signature_bundle}; do
   mkdir -p "corpus/$target"
   find "$fixtures" -type f ! -name '*.json' ! -name '*.md' -exec cp -n {} "corpus/$target/" \; 2>/dev/null
+  if [ "$target" = signature_bundle ]; then
+    find ../crates/palisade-sign/tests/interop -type f \( -name '*.sig' -o -name '*.pem' -o -name '*.key' -o -name '*.pub' \) -exec cp -n {} "corpus/$target/" \; 2>/dev/null
+  fi
   echo "== $target (${secs}s)"
   if ! cargo fuzz run "$target" "corpus/$target" -- -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 >"logs/$target.log" 2>&1; then
     grep -v '^\s*[0-9]*: \|^\s*at ' "logs/$target.log" | tail -n 40

@@ -1,4 +1,4 @@
-//! The GGUF header parser (and chat-template analysis) on arbitrary bytes.
+//! The GGUF header parser (chat-template analysis, metadata for the BOM) on arbitrary bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -20,4 +20,7 @@ fuzz_target!(|data: &[u8]| {
         &ctx,
         &mut report,
     );
+    // The AI-BOM's metadata reader walks the same header.
+    let mut r: &[u8] = &input;
+    let _ = palisade_scan::formats::gguf::describe(&mut r, Some(input.len() as u64));
 });

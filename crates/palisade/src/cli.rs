@@ -4,8 +4,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use palisade_core::Severity;
 
 /// Palisade secures the life of a machine-learning model: it scans model artifacts for
-/// code that runs when they are loaded, and reports findings against MITRE ATLAS and
-/// OWASP.
+/// code that runs when they are loaded (findings mapped to MITRE ATLAS and OWASP), signs
+/// and verifies models (OpenSSF Model Signing), attests scan results and writes AI-BOMs.
 #[derive(Debug, Parser)]
 #[command(name = "palisade", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
