@@ -43,6 +43,9 @@ if [ -z "${SKIP_INTEROP:-}" ]; then
     esac
     "$PALISADE" verify "$scratch/interop/model" --signature "$s" "${trust[@]}" -q
   done
+  "$PALISADE" verify "$scratch/interop/model" --signature "$scratch/interop/keyless.sig" -q \
+    --identity signer@example.com --issuer https://accounts.example.com \
+    --trust-root "$scratch/interop/keys/trusted_root.json"
   rm -rf "$scratch"
   echo "interop: reference -> palisade and palisade -> reference both verified"
 fi

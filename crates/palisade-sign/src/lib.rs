@@ -10,6 +10,7 @@ pub mod cert;
 pub mod keys;
 pub mod model;
 pub mod serialize;
+pub mod trust;
 
 pub use bundle::Bundle;
 pub use keys::{Curve, SigningKey, VerifyingKey};

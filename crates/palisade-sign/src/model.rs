@@ -12,6 +12,8 @@ use crate::bundle::{Bundle, BundleError, CertificateChain, PublicKeyIdentifier, 
 use crate::cert::{self, Cert, CertError};
 use crate::keys::{KeyError, SigningKey, VerifyingKey};
 use crate::serialize::{self, HashConfig, HashError, Manifest, Resource, Serialization};
+use crate::trust::{self, TrustError, TrustMaterial};
+use base64::Engine as _;
 
 pub const PREDICATE_TYPE: &str = "https://model_signing/signature/v1.0";
 
@@ -94,10 +96,12 @@ pub enum Trust {
     Key(VerifyingKey),
     /// A signing certificate in the bundle that must chain to one of these anchors.
     Certificates(Vec<Cert>),
-    /// A Fulcio certificate that must chain to these anchors and name this identity and
-    /// OIDC issuer. Verified offline: the transparency-log entry is not checked.
+    /// A Fulcio certificate that must chain to the trusted certificate authorities and name
+    /// this identity and OIDC issuer. Verified offline: when the trust material has Rekor
+    /// keys, a transparency-log entry whose signed entry timestamp verifies is required and
+    /// gives the signing time; without them the certificate's issue time is used.
     Keyless {
-        anchors: Vec<Cert>,
+        trust: TrustMaterial,
         identity: String,
         issuer: String,
     },
@@ -213,6 +217,8 @@ pub enum VerifyError {
     Identity { expected: String, found: Vec<String> },
     #[error("the certificate's OIDC issuer {found:?} is not the expected {expected:?}")]
     Issuer { expected: String, found: Option<String> },
+    #[error(transparent)]
+    Trust(#[from] TrustError),
     #[error("malformed model signature: {0}")]
     Payload(String),
     #[error(
@@ -305,7 +311,7 @@ pub fn verify_bundle(bundle: &Bundle, trust: &Trust, predicate_type: &str) -> Re
             (key, format!("certificate {:?}", leaf.subject()))
         }
         Trust::Keyless {
-            anchors,
+            trust,
             identity,
             issuer,
         } => {
@@ -319,15 +325,35 @@ pub fn verify_bundle(bundle: &Bundle, trust: &Trust, predicate_type: &str) -> Re
                 (None, None) => return Err(VerifyError::Material("certificate")),
             };
             let leaf = Cert::from_der(&raw)?;
-            // Fulcio certificates live minutes; the signing time is the log's integration
-            // time when the bundle records one, else the certificate's issue time.
-            let at = material
-                .tlog_entries
-                .first()
-                .and_then(|e| e.get("integratedTime"))
-                .and_then(|t| t.as_str().and_then(|s| s.parse().ok()).or_else(|| t.as_u64()))
-                .unwrap_or_else(|| leaf.not_before());
-            let key = cert::verify_chain(&leaf, &[], anchors, at)?;
+            // Fulcio certificates live minutes: the signing time must come from the
+            // transparency log's signed promise when the trust material names a log.
+            let (at, logged) = if trust.logs.is_empty() {
+                (
+                    leaf.not_before(),
+                    "transparency log not checked: no log key in the trust material".to_owned(),
+                )
+            } else {
+                let payload = base64::engine::general_purpose::STANDARD
+                    .decode(envelope.payload.trim())
+                    .map_err(|_| AttestError::Base64("payload"))?;
+                let mut last = None;
+                let mut found = None;
+                for e in &material.tlog_entries {
+                    match trust::verify_entry(e, &trust.logs, &payload) {
+                        Ok(entry) => {
+                            found = Some(entry);
+                            break;
+                        }
+                        Err(err) => last = Some(err),
+                    }
+                }
+                match (found, last) {
+                    (Some(entry), _) => (entry.integrated_time, format!("logged at index {}", entry.log_index)),
+                    (None, Some(err)) => return Err(err.into()),
+                    (None, None) => return Err(VerifyError::Material("transparency-log entry")),
+                }
+            };
+            let key = cert::verify_chain(&leaf, &[], &trust.certificate_authorities, at)?;
             let ids = leaf.identities();
             if !ids.iter().any(|i| i == identity) {
                 return Err(VerifyError::Identity {
@@ -342,7 +368,7 @@ pub fn verify_bundle(bundle: &Bundle, trust: &Trust, predicate_type: &str) -> Re
                     found,
                 });
             }
-            (key, format!("{identity} ({issuer})"))
+            (key, format!("{identity} ({issuer}; {logged})"))
         }
     };
     let statement = envelope.verify_statement(&key as &dyn DsseVerifier, predicate_type)?;

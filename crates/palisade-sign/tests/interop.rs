@@ -10,6 +10,7 @@ use palisade_sign::bundle::Bundle;
 use palisade_sign::cert::Cert;
 use palisade_sign::model::{self, Difference, Signer, Trust, VerifyError, VerifyOptions};
 use palisade_sign::serialize::{self, HashAlgorithm, HashConfig, Method};
+use palisade_sign::trust::TrustMaterial;
 use palisade_sign::{SigningKey, VerifyingKey};
 
 fn dir() -> PathBuf {
@@ -143,7 +144,10 @@ fn keyless_bundles_verify_offline_against_supplied_trust() {
     let iss = v["keyless"]["issuer"].as_str().unwrap().to_owned();
     let model = dir().join("model");
     let trust = |identity: &str, issuer: &str, root: &str| Trust::Keyless {
-        anchors: certs(root),
+        trust: TrustMaterial {
+            certificate_authorities: certs(root),
+            ..Default::default()
+        },
         identity: identity.to_owned(),
         issuer: issuer.to_owned(),
     };
@@ -172,6 +176,44 @@ fn keyless_bundles_verify_offline_against_supplied_trust() {
     assert!(matches!(e, VerifyError::Issuer { .. }), "{e}");
     let e = verify(&model, &b, &trust(&id, &iss, "ca.pem"), &VerifyOptions::default()).unwrap_err();
     assert!(matches!(e, VerifyError::Cert(_)), "{e}");
+
+    // With a Sigstore trusted_root.json the log's signed entry timestamp is required.
+    let root = || {
+        let mut t = TrustMaterial::default();
+        t.add_file(
+            &std::fs::read(dir().join("keys/trusted_root.json")).unwrap(),
+            "trusted_root.json",
+        )
+        .unwrap();
+        t
+    };
+    let t = root();
+    assert_eq!(
+        (t.certificate_authorities.len(), t.logs.len(), t.skipped.len()),
+        (1, 1, 1)
+    );
+    let keyless = |t: TrustMaterial| Trust::Keyless {
+        trust: t,
+        identity: id.clone(),
+        issuer: iss.clone(),
+    };
+    let ok = verify(&model, &b, &keyless(root()), &VerifyOptions::default()).unwrap();
+    assert!(ok.signer.contains("logged at index 4242"), "{}", ok.signer);
+    // A forged integration time breaks the log's signature.
+    let mut forged = b.clone();
+    forged.verification_material.tlog_entries[0]["integratedTime"] = "1790000001".into();
+    let e = verify(&model, &forged, &keyless(root()), &VerifyOptions::default()).unwrap_err();
+    assert!(matches!(e, VerifyError::Trust(_)), "{e}");
+    // No entry at all, when a log is trusted.
+    let mut unlogged = b.clone();
+    unlogged.verification_material.tlog_entries.clear();
+    let e = verify(&model, &unlogged, &keyless(root()), &VerifyOptions::default()).unwrap_err();
+    assert!(matches!(e, VerifyError::Material(_)), "{e}");
+    // An entry from a log the trust material does not name.
+    let mut other_log = root();
+    other_log.logs[0].log_id = vec![0; 32];
+    let e = verify(&model, &b, &keyless(other_log), &VerifyOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("not in the trust material"), "{e}");
 }
 
 /// A writable copy of the vector model.

@@ -187,7 +187,8 @@ pub struct VerifyArgs {
     /// Keyless: the OIDC issuer the Fulcio certificate must name.
     #[arg(long, requires = "identity")]
     pub issuer: Option<String>,
-    /// Keyless: Fulcio root and intermediate certificates (PEM) to trust.
+    /// Keyless: trust material — a Sigstore trusted_root.json (Fulcio authorities and
+    /// Rekor log keys) or Fulcio certificates (PEM).
     #[arg(long, value_name = "PEM", num_args = 1.., requires = "identity")]
     pub trust_root: Vec<PathBuf>,
     /// Accept files that the signature does not name.

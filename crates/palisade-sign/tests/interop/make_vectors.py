@@ -14,7 +14,9 @@ It writes:
                      a stand-in "Fulcio" CA and a keyless leaf certificate
   ref/*.sig          signatures made by the reference implementation
   palisade/*.sig     signatures made by palisade, each verified here by the reference
-  keyless.sig        a keyless-shaped bundle (certificate + DSSE) built with `cryptography`
+  keyless.sig        a keyless-shaped bundle (Fulcio-style certificate, DSSE, a Rekor entry
+                     with its signed entry timestamp) built with `cryptography`; its trust
+                     material is keys/trusted_root.json (stand-in Fulcio root and Rekor key)
   vectors.json       what each signature is, and the model's root digests
 
 The Rust test (tests/interop.rs) checks, without Python: palisade verifies every ref/
@@ -24,6 +26,7 @@ signatures are deterministic), which the reference accepted; and every tamper ca
 
 import base64
 import datetime
+import hashlib
 import json
 import pathlib
 import shutil
@@ -125,7 +128,34 @@ def write_keys():
         ],
     )
     (KEYS / "fulcio-root.pem").write_bytes(fulcio.public_bytes(serialization.Encoding.PEM))
-    return kl_key, kl
+    # A stand-in Rekor log key, and a trusted_root.json (sigstore protobuf-specs
+    # TrustedRoot) naming the stand-in Fulcio root and log, plus an Ed25519 log that
+    # palisade must skip with a warning.
+    rekor_key = ec.generate_private_key(ec.SECP256R1())
+    rekor_der = rekor_key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    ed_der = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    b64 = lambda b: base64.b64encode(b).decode()
+    trusted_root = {
+        "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
+        "tlogs": [
+            {"baseUrl": "https://rekor.example", "hashAlgorithm": "SHA2_256",
+             "publicKey": {"rawBytes": b64(rekor_der), "keyDetails": "PKIX_ECDSA_P256_SHA_256", "validFor": {"start": "2026-01-01T00:00:00Z"}},
+             "logId": {"keyId": b64(hashlib.sha256(rekor_der).digest())}},
+            {"baseUrl": "https://log2.rekor.example", "hashAlgorithm": "SHA2_256",
+             "publicKey": {"rawBytes": b64(ed_der), "keyDetails": "PKIX_ED25519", "validFor": {"start": "2026-01-01T00:00:00Z"}},
+             "logId": {"keyId": b64(hashlib.sha256(ed_der).digest())}},
+        ],
+        "certificateAuthorities": [
+            {"subject": {"organization": "example", "commonName": "sigstore"}, "uri": "https://fulcio.example",
+             "certChain": {"certificates": [{"rawBytes": b64(fulcio.public_bytes(serialization.Encoding.DER))}]},
+             "validFor": {"start": "2026-01-01T00:00:00Z"}},
+        ],
+        "ctlogs": [],
+        "timestampAuthorities": [],
+    }
+    (KEYS / "trusted_root.json").write_text(json.dumps(trusted_root, indent=2) + "\n")
+    return kl_key, kl, rekor_key, rekor_der
 
 
 def ref_sign(kind, key, out, hashing):
@@ -148,7 +178,7 @@ def ref_verify(kind, sig):
 
 def main():
     write_model()
-    kl_key, kl_cert = write_keys()
+    kl_key, kl_cert, rekor_key, rekor_der = write_keys()
     for d in ["ref", "palisade"]:
         shutil.rmtree(HERE / d, ignore_errors=True)
         (HERE / d).mkdir()
@@ -184,11 +214,36 @@ def main():
     ptype = "application/vnd.in-toto+json"
     pae = b"DSSEv1 %d %s %d %s" % (len(ptype), ptype.encode(), len(payload), payload)
     sig = kl_key.sign(pae, ec.ECDSA(hashes.SHA256()))
+    # A Rekor "dsse" v0.0.1 entry for this envelope and the log's signed entry timestamp:
+    # ECDSA over the canonical JSON of body, integratedTime, logID (hex) and logIndex.
+    cert_pem = kl_cert.public_bytes(serialization.Encoding.PEM)
+    envelope_sig = base64.b64encode(sig).decode()
+    entry_body = {
+        "apiVersion": "0.0.1",
+        "kind": "dsse",
+        "spec": {
+            "payloadHash": {"algorithm": "sha256", "value": hashlib.sha256(payload).hexdigest()},
+            "signatures": [{"signature": envelope_sig, "verifier": base64.b64encode(cert_pem).decode()}],
+        },
+    }
+    body_b64 = base64.b64encode(json.dumps(entry_body, sort_keys=True, separators=(",", ":")).encode()).decode()
+    log_id = hashlib.sha256(rekor_der).digest()
+    integrated = 1790000000  # 2026-09-21, inside the certificate's validity
+    promise = {"body": body_b64, "integratedTime": integrated, "logID": log_id.hex(), "logIndex": 4242}
+    set_sig = rekor_key.sign(json.dumps(promise, sort_keys=True, separators=(",", ":")).encode(), ec.ECDSA(hashes.SHA256()))
+    tlog_entry = {
+        "logIndex": "4242",
+        "logId": {"keyId": base64.b64encode(log_id).decode()},
+        "kindVersion": {"kind": "dsse", "version": "0.0.1"},
+        "integratedTime": str(integrated),
+        "inclusionPromise": {"signedEntryTimestamp": base64.b64encode(set_sig).decode()},
+        "canonicalizedBody": body_b64,
+    }
     bundle = {
         "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
         "verificationMaterial": {
             "certificate": {"rawBytes": base64.b64encode(kl_cert.public_bytes(serialization.Encoding.DER)).decode()},
-            "tlogEntries": [],
+            "tlogEntries": [tlog_entry],
         },
         "dsseEnvelope": {
             "payload": ref_bundle["dsseEnvelope"]["payload"],

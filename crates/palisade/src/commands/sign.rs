@@ -242,10 +242,21 @@ pub fn verify(args: VerifyArgs) -> Result<u8> {
     } else if !args.chain.is_empty() {
         Trust::Certificates(load_certs(&args.chain)?)
     } else if let (Some(identity), Some(issuer)) = (&args.identity, &args.issuer) {
-        Trust::Keyless {
-            anchors: load_certs(&args.trust_root)?,
-            identity: identity.clone(),
-            issuer: issuer.clone(),
+        {
+            let mut trust = palisade_sign::trust::TrustMaterial::default();
+            for p in &args.trust_root {
+                trust
+                    .add_file(&read_small(p, "trust root")?, &p.display().to_string())
+                    .with_context(|| format!("trust root {}", p.display()))?;
+            }
+            for skipped in &trust.skipped {
+                tracing::warn!("trust root: log key of an unsupported type ignored: {skipped}");
+            }
+            Trust::Keyless {
+                trust,
+                identity: identity.clone(),
+                issuer: issuer.clone(),
+            }
         }
     } else {
         bail!("say whom to trust: --key PUBLIC.pem, --chain CA.pem, or --identity/--issuer/--trust-root");

@@ -2,7 +2,7 @@
   "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
   "verificationMaterial": {
     "publicKey": {
-      "hint": "7991066a85138295de5bc5d8ca56de6190534a8d2aa3d59ff35266ba415b561b"
+      "hint": "c59a8f24725b74d3527e451816459dbcb5aeedfe0877c483f47a156c18223f2e"
     },
     "tlogEntries": []
   },
@@ -11,7 +11,7 @@
     "payloadType": "application/vnd.in-toto+json",
     "signatures": [
       {
-        "sig": "MEYCIQDkjGwHmXXjzyOvVjhR7z7LfZ+a5bQgO8/hpfGKwL/gyQIhANiHSn+9eh9a5qorrlc70a/qmvecx0UGA52D/56XHK8q",
+        "sig": "MEQCICPfpXeHIGcV2XsZVFtHGdAFuyRO6uHBnQ7CiMepHJ0WAiBNI8Yb/qvQXh4G+QtLtBDGt/rB/Eikh4Q7exyaXhp6bA==",
         "keyid": ""
       }
     ]

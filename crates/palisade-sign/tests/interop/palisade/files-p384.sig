@@ -2,7 +2,7 @@
   "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
   "verificationMaterial": {
     "publicKey": {
-      "hint": "7a28bb5a9462e24c25e5a37e45a7cbdcf31746bb52a1a1d4c6e4bf7704da8581"
+      "hint": "24cf79485f13096a2b5bb017128ec09cddb7b661d1a95f8c27ea776adf9e4e08"
     },
     "tlogEntries": []
   },
@@ -11,7 +11,7 @@
     "payloadType": "application/vnd.in-toto+json",
     "signatures": [
       {
-        "sig": "MGUCMEPgvM6BaEqglAES+o8l80deoYEF+Aum31FYkxKINl71ZU/pMqPJy+unW4ESaNy1IQIxAKnj7WYnDiN9qC/KS0Ney0vq9C/WgY8koTPdOW26WJER1atVAF6RHqK763rP7cPptg==",
+        "sig": "MGYCMQD9Tazeu8YHy+6jMWeXlVR3M07lYZxPl3R3umsaXUkUxOagMAZ1p+CyiERjD7jyLMYCMQDK+o1T/cPiLIyquKhunQ4AV3jG5XR1ON2FOMgcQjzu479cU9d04KRjBjwuiqxTldY=",
         "keyid": ""
       }
     ]

@@ -2,7 +2,7 @@
   "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
   "verificationMaterial": {
     "publicKey": {
-      "hint": "7991066a85138295de5bc5d8ca56de6190534a8d2aa3d59ff35266ba415b561b"
+      "hint": "c59a8f24725b74d3527e451816459dbcb5aeedfe0877c483f47a156c18223f2e"
     },
     "tlogEntries": []
   },
@@ -11,7 +11,7 @@
     "payloadType": "application/vnd.in-toto+json",
     "signatures": [
       {
-        "sig": "MEQCIAasNP24Uv93Att3qA/7CKpSMrfZnE1GUaoYafpY/HPdAiAvpwMkDjNxmYmmH7lhPgm7gLBPMXLUawnus3vzD86IXA==",
+        "sig": "MEQCIHK2JjfofKdd8aJ/oNmoIEMSrQXFz/n4fM2nlsiO6NoxAiArQejJs7JQY+suNuBLqvfh9kslDcc+Ijeg/gNdtwKRcg==",
         "keyid": ""
       }
     ]
