@@ -83,7 +83,8 @@ fn describe_safetensors(mut file: File, size: u64) -> Option<ModelFacts> {
         });
         tensors += 1;
         params = params.saturating_add(count);
-        *facts.dtypes.entry(dtype).or_default() += count;
+        let slot = facts.dtypes.entry(dtype).or_default();
+        *slot = slot.saturating_add(count);
     }
     facts.tensors = Some(tensors);
     facts.parameters = Some(params);
@@ -194,7 +195,8 @@ fn describe_onnx(m: &onnx::ModelProto) -> ModelFacts {
                 .map(|d| u64::try_from(*d).unwrap_or(0))
                 .fold(1u64, u64::saturating_mul);
             params = params.saturating_add(n);
-            *facts.dtypes.entry(onnx_dtype(t.data_type)).or_default() += n;
+            let slot = facts.dtypes.entry(onnx_dtype(t.data_type)).or_default();
+            *slot = slot.saturating_add(n);
         }
         facts.tensors = Some(g.initializer.len() as u64);
         facts.parameters = Some(params);

@@ -115,13 +115,17 @@ fn model_card(input: &BomInput, model_ref: &str, dataset_refs: &[String]) -> Val
             .iter()
             .filter_map(|(_, f)| f.parameters)
             .fold(0, u64::saturating_add);
-        let tensors: u64 = weights.iter().filter_map(|(_, f)| f.tensors).sum();
+        let tensors: u64 = weights
+            .iter()
+            .filter_map(|(_, f)| f.tensors)
+            .fold(0, u64::saturating_add);
         props.push(prop("parameters", total));
         props.push(prop("tensors", tensors));
         let mut dtypes: BTreeMap<&str, u64> = BTreeMap::new();
         for (_, f) in &weights {
             for (d, n) in &f.dtypes {
-                *dtypes.entry(d.as_str()).or_default() += n;
+                let slot = dtypes.entry(d.as_str()).or_default();
+                *slot = slot.saturating_add(*n);
             }
         }
         for (d, n) in dtypes {

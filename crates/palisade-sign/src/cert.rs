@@ -25,6 +25,8 @@ const CODE_SIGNING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5
 /// Source: sigstore/fulcio `docs/oid-info.md`.
 const FULCIO_ISSUER_V1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.57264.1.1");
 const FULCIO_ISSUER_V2: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.57264.1.8");
+/// Most certificates read from one PEM file.
+pub const MAX_PEM_CERTS: usize = 256;
 /// Longest chain accepted, anchors included.
 const MAX_CHAIN: usize = 8;
 
@@ -68,19 +70,37 @@ impl Cert {
         })
     }
 
-    /// Every certificate in a PEM text.
+    /// Every certificate in a PEM text (at most [`MAX_PEM_CERTS`]). The blocks are split
+    /// here rather than by `Certificate::load_pem_chain`, which panics on some inputs
+    /// (found by the `signature_bundle` fuzz target on x509-cert 0.2.5: empty input).
     pub fn from_pem_chain(pem: &[u8], what: &str) -> Result<Vec<Cert>, CertError> {
-        let certs = Certificate::load_pem_chain(pem).map_err(|e| CertError::Parse(e.to_string()))?;
-        if certs.is_empty() {
+        const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+        const END: &str = "-----END CERTIFICATE-----";
+        let text = std::str::from_utf8(pem).map_err(|_| CertError::NoPem(what.to_owned()))?;
+        let mut out = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find(BEGIN) {
+            let block = &rest[start..];
+            let end = block
+                .find(END)
+                .ok_or_else(|| CertError::Parse(format!("{what}: unterminated PEM certificate")))?;
+            let (label, der) = x509_cert::der::pem::decode_vec(block[..end + END.len()].as_bytes())
+                .map_err(|e| CertError::Parse(format!("{what}: {e}")))?;
+            if label != "CERTIFICATE" {
+                return Err(CertError::Parse(format!("{what}: PEM label {label}")));
+            }
+            out.push(Cert::from_der(&der)?);
+            if out.len() > MAX_PEM_CERTS {
+                return Err(CertError::Parse(format!(
+                    "{what}: more than {MAX_PEM_CERTS} certificates"
+                )));
+            }
+            rest = &block[end + END.len()..];
+        }
+        if out.is_empty() {
             return Err(CertError::NoPem(what.to_owned()));
         }
-        certs
-            .into_iter()
-            .map(|cert| {
-                let der = cert.to_der().map_err(|e| CertError::Parse(e.to_string()))?;
-                Ok(Cert { der, cert })
-            })
-            .collect()
+        Ok(out)
     }
 
     pub fn subject(&self) -> String {
@@ -255,4 +275,23 @@ pub fn now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
         .as_secs()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_inputs_that_are_not_certificates_are_errors() {
+        for input in [
+            &b""[..],
+            b"\n",
+            b"-----BEGIN CERTIFICATE-----\n",
+            b"-----BEGIN CERTIFICATE-----\n@@@\n-----END CERTIFICATE-----\n",
+            &[0xff, 0xfe],
+        ] {
+            assert!(Cert::from_pem_chain(input, "test").is_err(), "{input:?}");
+        }
+        assert!(Cert::from_der(&[]).is_err());
+    }
 }

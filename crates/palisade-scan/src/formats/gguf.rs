@@ -236,7 +236,8 @@ pub fn describe(r: &mut dyn BufRead, size: Option<u64>) -> Option<palisade_core:
         let ty = rd.u32().ok()?;
         rd.u64().ok()?;
         params = params.saturating_add(n);
-        *facts.dtypes.entry(ggml_type(ty)).or_default() += n;
+        let slot = facts.dtypes.entry(ggml_type(ty)).or_default();
+        *slot = slot.saturating_add(n);
     }
     facts.tensors = Some(tensors);
     facts.parameters = Some(params);
@@ -408,5 +409,19 @@ mod tests {
         let mut v = gguf("x");
         v[4..8].copy_from_slice(&9u32.to_le_bytes());
         assert_eq!(codes(&v), vec!["GGF001"]);
+    }
+
+    /// Fuzz regression: per-type parameter counts summed past u64::MAX.
+    #[test]
+    fn describe_saturates_parameter_counts() {
+        let mut input = b"GGUF".to_vec();
+        input.extend_from_slice(&[
+            1, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 191, 189, 239, 191, 189, 239, 191, 189,
+            18, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 0, 0, 0, 0, 0, 0,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ]);
+        // Huge dimensions overflowed the per-type sum (a panic in checked builds); the header
+        // then ends inside a tensor record, so there are no facts to report.
+        assert!(super::describe(&mut &input[..], Some(input.len() as u64)).is_none());
     }
 }
