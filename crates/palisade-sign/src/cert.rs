@@ -84,7 +84,7 @@ impl Cert {
             let end = block
                 .find(END)
                 .ok_or_else(|| CertError::Parse(format!("{what}: unterminated PEM certificate")))?;
-            let (label, der) = x509_cert::der::pem::decode_vec(block[..end + END.len()].as_bytes())
+            let (label, der) = x509_cert::der::pem::decode_vec(&block.as_bytes()[..end + END.len()])
                 .map_err(|e| CertError::Parse(format!("{what}: {e}")))?;
             if label != "CERTIFICATE" {
                 return Err(CertError::Parse(format!("{what}: PEM label {label}")));
