@@ -34,6 +34,21 @@ pub struct Statement {
 }
 
 impl Statement {
+    /// The subjects for messages: `name sha256:HEX, …`.
+    pub fn subjects(&self) -> String {
+        self.subject
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} sha256:{}",
+                    s.name,
+                    s.digest.get("sha256").map(String::as_str).unwrap_or("-")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// A v1 statement about one subject.
     pub fn new(subject: ResourceDescriptor, predicate_type: &str, predicate: serde_json::Value) -> Self {
         Statement {

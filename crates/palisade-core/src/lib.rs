@@ -8,6 +8,7 @@ pub mod attest;
 pub mod catalog;
 pub mod facts;
 pub mod finding;
+pub mod io;
 pub mod merkle;
 pub mod render;
 pub mod report;

@@ -183,18 +183,34 @@ pub fn rewrap(
     to.wrap(&from.unwrap(w, aad)?, aad)
 }
 
-/// Fills `buf` from `r` as far as possible.
-fn fill(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+/// Turns one piece (and whether it is the last) into what is written.
+type ChunkStep<'a> = dyn FnMut(&[u8], bool) -> Result<Vec<u8>, CryptoError> + 'a;
+
+/// Reads `input` in pieces of `len` bytes with one piece of look-ahead (the STREAM
+/// construction must know which piece is last), passes each to `step` and writes what it
+/// returns.
+fn chunked(
+    input: &mut dyn Read,
+    output: &mut dyn Write,
+    len: usize,
+    step: &mut ChunkStep,
+) -> Result<(), CryptoError> {
+    let mut cur = vec![0u8; len];
+    let mut next = vec![0u8; len];
+    let mut n = palisade_core::io::read_full(input, &mut cur)?;
+    loop {
+        let m = if n == len {
+            palisade_core::io::read_full(input, &mut next)?
+        } else {
+            0
+        };
+        output.write_all(&step(&cur[..n], m == 0)?)?;
+        if m == 0 {
+            return Ok(());
         }
+        std::mem::swap(&mut cur, &mut next);
+        n = m;
     }
-    Ok(n)
 }
 
 fn chunk_aad(header: &[u8], identity: &[u8]) -> Vec<u8> {
@@ -219,37 +235,24 @@ pub fn encrypt(
     header.extend_from_slice(&(CHUNK as u32).to_le_bytes());
     output.write_all(&header)?;
     let aad = chunk_aad(&header, identity);
-    let mut enc = EncryptorBE32::from_aead(key.cipher(), prefix.as_ref().into());
+    let mut enc = Some(EncryptorBE32::from_aead(key.cipher(), prefix.as_ref().into()));
     let mut sha = Sha256::new();
     let mut size = 0u64;
-    // One chunk of look-ahead: the STREAM construction marks the last chunk.
-    let mut cur = vec![0u8; CHUNK];
-    let mut next = vec![0u8; CHUNK];
-    let mut n = fill(input, &mut cur)?;
-    loop {
-        sha.update(&cur[..n]);
-        size += n as u64;
-        let m = if n == CHUNK { fill(input, &mut next)? } else { 0 };
-        if m == 0 {
-            let ct = enc
-                .encrypt_last(Payload {
-                    msg: &cur[..n],
-                    aad: &aad,
-                })
-                .map_err(|_| CryptoError::Tampered)?;
-            output.write_all(&ct)?;
-            break;
-        }
-        let ct = enc
-            .encrypt_next(Payload {
-                msg: &cur[..n],
-                aad: &aad,
-            })
-            .map_err(|_| CryptoError::Tampered)?;
-        output.write_all(&ct)?;
-        std::mem::swap(&mut cur, &mut next);
-        n = m;
-    }
+    chunked(input, output, CHUNK, &mut |chunk, last| {
+        sha.update(chunk);
+        size += chunk.len() as u64;
+        let msg = Payload { msg: chunk, aad: &aad };
+        let ct = match (last, enc.take()) {
+            (true, Some(e)) => e.encrypt_last(msg),
+            (false, Some(mut e)) => {
+                let ct = e.encrypt_next(msg);
+                enc = Some(e);
+                ct
+            }
+            (_, None) => return Err(CryptoError::Format),
+        };
+        ct.map_err(|_| CryptoError::Tampered)
+    })?;
     Ok((sha.finalize().into(), size))
 }
 
@@ -263,7 +266,7 @@ pub fn decrypt(
     identity: &[u8],
 ) -> Result<([u8; 32], u64), CryptoError> {
     let mut header = [0u8; HEADER];
-    if fill(input, &mut header)? != HEADER || &header[..8] != MAGIC {
+    if palisade_core::io::read_full(input, &mut header)? != HEADER || &header[..8] != MAGIC {
         return Err(CryptoError::Format);
     }
     let chunk = u32::from_le_bytes([header[15], header[16], header[17], header[18]]) as usize;
@@ -271,38 +274,25 @@ pub fn decrypt(
         return Err(CryptoError::Format);
     }
     let aad = chunk_aad(&header, identity);
-    let mut dec = DecryptorBE32::from_aead(key.cipher(), header[8..15].into());
+    let mut dec = Some(DecryptorBE32::from_aead(key.cipher(), header[8..15].into()));
     let mut sha = Sha256::new();
     let mut size = 0u64;
-    let mut cur = vec![0u8; CHUNK + TAG];
-    let mut next = vec![0u8; CHUNK + TAG];
-    let mut n = fill(input, &mut cur)?;
-    loop {
-        let m = if n == CHUNK + TAG { fill(input, &mut next)? } else { 0 };
-        if m == 0 {
-            let pt = dec
-                .decrypt_last(Payload {
-                    msg: &cur[..n],
-                    aad: &aad,
-                })
-                .map_err(|_| CryptoError::Tampered)?;
-            sha.update(&pt);
-            size += pt.len() as u64;
-            output.write_all(&pt)?;
-            break;
+    chunked(input, output, CHUNK + TAG, &mut |chunk, last| {
+        let msg = Payload { msg: chunk, aad: &aad };
+        let pt = match (last, dec.take()) {
+            (true, Some(d)) => d.decrypt_last(msg),
+            (false, Some(mut d)) => {
+                let pt = d.decrypt_next(msg);
+                dec = Some(d);
+                pt
+            }
+            (_, None) => return Err(CryptoError::Format),
         }
-        let pt = dec
-            .decrypt_next(Payload {
-                msg: &cur[..n],
-                aad: &aad,
-            })
-            .map_err(|_| CryptoError::Tampered)?;
+        .map_err(|_| CryptoError::Tampered)?;
         sha.update(&pt);
         size += pt.len() as u64;
-        output.write_all(&pt)?;
-        std::mem::swap(&mut cur, &mut next);
-        n = m;
-    }
+        Ok(pt)
+    })?;
     Ok((sha.finalize().into(), size))
 }
 

@@ -54,18 +54,7 @@ pub fn verify(
             .iter()
             .any(|s| s.digest.get("sha256").is_some_and(|d| d.eq_ignore_ascii_case(expected)));
         if !ok {
-            let found = statement
-                .subject
-                .iter()
-                .map(|s| {
-                    format!(
-                        "{} (sha256:{})",
-                        s.name,
-                        s.digest.get("sha256").map(String::as_str).unwrap_or("none")
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
+            let found = statement.subjects();
             return Err(AttestationError::Subject {
                 expected: expected.to_owned(),
                 found,

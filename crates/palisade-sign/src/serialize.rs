@@ -488,7 +488,7 @@ fn hash_range(
     let mut b3 = blake3::Hasher::new();
     let mut seen = 0u64;
     loop {
-        let n = read_full(&mut reader, &mut buf).map_err(io)?;
+        let n = palisade_core::io::read_full(&mut reader, &mut buf).map_err(io)?;
         if n == 0 {
             break;
         }
@@ -514,20 +514,6 @@ fn hash_range(
         HashAlgorithm::Sha256 => sha.finalize().to_vec(),
         HashAlgorithm::Blake3 => b3.finalize().as_bytes().to_vec(),
     })
-}
-
-/// Fills `buf` as far as the reader allows (short reads are retried).
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 #[cfg(test)]

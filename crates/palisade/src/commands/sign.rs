@@ -330,18 +330,7 @@ pub fn verify_attestation(args: VerifyAttestationArgs) -> Result<u8> {
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&statement)?);
             } else {
-                let subject = statement
-                    .subject
-                    .iter()
-                    .map(|s| {
-                        format!(
-                            "{} sha256:{}",
-                            s.name,
-                            s.digest.get("sha256").map(String::as_str).unwrap_or("-")
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let subject = statement.subjects();
                 println!(
                     "verified: {} about {subject}, signed by {signer}",
                     statement.predicate_type
