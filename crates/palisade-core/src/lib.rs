@@ -13,6 +13,7 @@ pub mod merkle;
 pub mod render;
 pub mod report;
 pub mod rule;
+pub mod time;
 
 pub use finding::{Finding, Location, Severity};
 pub use report::{FileReport, FileStatus, ScanReport, Summary};

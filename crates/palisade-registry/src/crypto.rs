@@ -189,12 +189,7 @@ type ChunkStep<'a> = dyn FnMut(&[u8], bool) -> Result<Vec<u8>, CryptoError> + 'a
 /// Reads `input` in pieces of `len` bytes with one piece of look-ahead (the STREAM
 /// construction must know which piece is last), passes each to `step` and writes what it
 /// returns.
-fn chunked(
-    input: &mut dyn Read,
-    output: &mut dyn Write,
-    len: usize,
-    step: &mut ChunkStep,
-) -> Result<(), CryptoError> {
+fn chunked(input: &mut dyn Read, output: &mut dyn Write, len: usize, step: &mut ChunkStep) -> Result<(), CryptoError> {
     let mut cur = vec![0u8; len];
     let mut next = vec![0u8; len];
     let mut n = palisade_core::io::read_full(input, &mut cur)?;

@@ -5,3 +5,4 @@
 pub mod audit;
 pub mod blobs;
 pub mod crypto;
+pub mod meta;

@@ -9,7 +9,7 @@ use palisade_scan::ScanOptions;
 use palisade_sign::bom::{self, BomDataset, BomFile, BomInput};
 use palisade_sign::{serialize, HashConfig};
 
-use super::sign::{hash_with_progress, rfc3339};
+use super::sign::hash_with_progress;
 use crate::cli::BomArgs;
 use crate::EXIT_CLEAN;
 
@@ -64,7 +64,7 @@ pub fn run(args: BomArgs) -> Result<u8> {
         datasets,
         findings: (!args.no_scan).then_some(findings),
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
-        timestamp: rfc3339(palisade_sign::cert::now()),
+        timestamp: palisade_core::time::now_rfc3339(),
     };
     let doc = bom::build(&input);
     let mut text = serde_json::to_vec_pretty(&doc)?;
