@@ -3,6 +3,8 @@
 //! metadata stores (SQLite, PostgreSQL), identity and authorization build on these.
 
 pub mod audit;
+pub mod authz;
 pub mod blobs;
 pub mod crypto;
 pub mod meta;
+pub mod server;

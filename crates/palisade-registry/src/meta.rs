@@ -662,6 +662,14 @@ impl MetaStore {
         }))
     }
 
+    pub async fn count_api_keys(&self) -> Result<u64, MetaError> {
+        let n: i64 = sqlx::query("SELECT COUNT(*) FROM api_keys")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        Ok(u(n))
+    }
+
     pub async fn revoke_api_key(&self, id: &str) -> Result<(), MetaError> {
         let r = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2")
             .bind(now())

@@ -71,6 +71,34 @@ pub enum Command {
         after_help = "Examples:\n  palisade bom ./model --output model.cdx.json\n  palisade bom ./model --dataset ./train.parquet --no-scan"
     )]
     Bom(BomArgs),
+    /// Run the model registry API (encrypted blob store, RBAC, audit log) on HTTP.
+    ///
+    /// The first start creates $PALISADE_HOME (SQLite metadata, blob store, key-encryption
+    /// key and audit signing key, all private to this user) and prints an admin API key
+    /// once. `GET /health` answers without credentials; nothing else does.
+    #[command(
+        after_help = "Examples:\n  palisade serve\n  PALISADE_HOME=/srv/palisade palisade serve --listen 0.0.0.0:8080\n  palisade serve --database-url postgres://registry@db/palisade"
+    )]
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// State directory (created on first run).
+    #[arg(long, env = "PALISADE_HOME", default_value = ".palisade")]
+    pub home: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "PALISADE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Metadata database (sqlite://PATH or postgres://…) [default: SQLite in --home].
+    #[arg(long, env = "PALISADE_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Largest blob accepted (e.g. 64GiB).
+    #[arg(long, default_value = "64GiB")]
+    pub max_blob_size: String,
+    /// Seconds between audit checkpoints (one is also signed at every promotion).
+    #[arg(long, default_value_t = 60)]
+    pub checkpoint_interval: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

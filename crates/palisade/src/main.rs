@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => commands::sign::verify(args),
         Command::VerifyAttestation(args) => commands::sign::verify_attestation(args),
         Command::Bom(args) => commands::bom::run(args),
+        Command::Serve(args) => commands::serve::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,6 +1,7 @@
 pub mod bom;
 pub mod rule;
 pub mod scan;
+pub mod serve;
 pub mod sign;
 
 use palisade_core::Rule;

@@ -1,0 +1,747 @@
+//! The registry's HTTP API (axum). `GET /health` is the only route without credentials;
+//! everything else needs `Authorization: Bearer <API key>`, is authorised deny-by-default
+//! ([`crate::authz`]), and every mutation and every refusal is an audit event.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use futures_util::TryStreamExt as _;
+use palisade_core::merkle;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::audit::{Event, LogSigner};
+use crate::authz::{self, Action};
+use crate::blobs::{BlobError, BlobStore};
+use crate::crypto::{CryptoError, KeyProvider, LocalKeyFile};
+use crate::meta::{Lineage, MetaError, MetaStore, Principal, VersionFile};
+
+/// Largest JSON request body.
+const MAX_JSON: usize = 1 << 20;
+/// Default largest blob.
+pub const DEFAULT_MAX_BLOB: u64 = 64 << 30;
+
+pub struct Registry {
+    pub meta: MetaStore,
+    pub blobs: BlobStore,
+    pub kek: Box<dyn KeyProvider>,
+    pub log: LogSigner,
+    tmp: PathBuf,
+    checkpoint_lock: tokio::sync::Mutex<()>,
+}
+
+/// What `open` found or made.
+pub struct Opened {
+    pub registry: Arc<Registry>,
+    /// The first admin API key, when this start created it (shown once).
+    pub first_admin_token: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error("{0}: the audit signing key must be 32 bytes")]
+    AuditKey(PathBuf),
+}
+
+fn private_dir(p: &Path) -> Result<(), OpenError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(p)
+        .map_err(|source| OpenError::Io {
+            path: p.to_path_buf(),
+            source,
+        })
+}
+
+/// Opens `$PALISADE_HOME` (creating it on first run): SQLite metadata unless
+/// `database_url` names another store, the blob store, the key-encryption key and the
+/// audit-log signing key. The first start creates an admin API key.
+pub async fn open(home: &Path, database_url: Option<&str>, max_blob: u64) -> Result<Opened, OpenError> {
+    private_dir(home)?;
+    private_dir(&home.join("keys"))?;
+    let kek = LocalKeyFile::open_or_create(&home.join("keys/kek"))?;
+    let audit_key = home.join("keys/audit-ed25519");
+    if !audit_key.exists() {
+        let s = LogSigner::generate("palisade/registry");
+        write_secret(&audit_key, &s.seed())?;
+    }
+    let seed: [u8; 32] = std::fs::read(&audit_key)
+        .map_err(|source| OpenError::Io {
+            path: audit_key.clone(),
+            source,
+        })?
+        .try_into()
+        .map_err(|_| OpenError::AuditKey(audit_key.clone()))?;
+    let log = LogSigner::from_seed("palisade/registry", seed);
+    let url = match database_url {
+        Some(u) => u.to_owned(),
+        None => format!("sqlite://{}", home.join("registry.db").display()),
+    };
+    let meta = MetaStore::connect(&url).await?;
+    let blobs = BlobStore::open(&home.join("store"), max_blob)?;
+    let tmp = home.join("tmp");
+    private_dir(&tmp)?;
+    let first_admin_token = if meta.count_api_keys().await? == 0 {
+        let (_, token) = meta.create_api_key("admin", &["admin".to_owned()]).await?;
+        Some(token)
+    } else {
+        None
+    };
+    let registry = Arc::new(Registry {
+        meta,
+        blobs,
+        kek: Box::new(kek),
+        log,
+        tmp,
+        checkpoint_lock: tokio::sync::Mutex::new(()),
+    });
+    Ok(Opened {
+        registry,
+        first_admin_token,
+    })
+}
+
+fn write_secret(path: &Path, data: &[u8]) -> Result<(), OpenError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| OpenError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    f.write_all(data).map_err(io)?;
+    f.sync_all().map_err(io)
+}
+
+/// An API error: status and message, as `{"error": "…"}`.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<MetaError> for ApiError {
+    fn from(e: MetaError) -> Self {
+        let status = match &e {
+            MetaError::NotFound(_) => StatusCode::NOT_FOUND,
+            MetaError::Conflict(_) => StatusCode::CONFLICT,
+            MetaError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            MetaError::Db(_) | MetaError::Corrupt(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!("metadata: {e}");
+        }
+        ApiError(status, e.to_string())
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+impl Registry {
+    async fn audit(&self, actor: &str, action: &str, target: &str, outcome: &str, detail: serde_json::Value) {
+        let detail = match detail {
+            serde_json::Value::Object(m) => m.into_iter().collect(),
+            _ => Default::default(),
+        };
+        let event = Event {
+            seq: 0,
+            time: palisade_core::time::now_rfc3339(),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            outcome: outcome.to_owned(),
+            detail,
+        };
+        if let Err(e) = self.meta.append_event(event).await {
+            tracing::error!("audit append failed: {e}");
+        }
+    }
+
+    /// Signs a checkpoint of the whole log if it grew since the last one; returns the
+    /// latest checkpoint note.
+    pub async fn checkpoint(&self) -> Result<Option<String>, MetaError> {
+        let _guard = self.checkpoint_lock.lock().await;
+        let leaves = self.meta.leaves().await?;
+        let last = self.meta.checkpoints().await?.pop();
+        if leaves.is_empty() {
+            return Ok(last.map(|(_, n)| n));
+        }
+        if last.as_ref().is_some_and(|(size, _)| *size == leaves.len() as u64) {
+            return Ok(last.map(|(_, n)| n));
+        }
+        let note = self.log.checkpoint(leaves.len() as u64, &merkle::root(&leaves));
+        self.meta.save_checkpoint(leaves.len() as u64, &note).await?;
+        Ok(Some(note))
+    }
+
+    /// Authenticates and authorises; refusals are audited.
+    async fn require(
+        &self,
+        headers: &HeaderMap,
+        action: Action,
+        model: Option<&str>,
+        target: &str,
+    ) -> ApiResult<Principal> {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let principal = match token {
+            Some(t) => self.meta.authenticate(t).await?,
+            None => None,
+        };
+        let Some(p) = principal else {
+            self.audit(
+                "anonymous",
+                action.name(),
+                target,
+                "denied",
+                json!({ "reason": "no valid credentials" }),
+            )
+            .await;
+            return Err(ApiError(
+                StatusCode::UNAUTHORIZED,
+                "authentication required: Authorization: Bearer <API key>".into(),
+            ));
+        };
+        if !authz::allowed(&p, action, model) {
+            self.audit(
+                &p.key_id,
+                action.name(),
+                target,
+                "denied",
+                json!({ "reason": "not permitted", "roles": p.roles }),
+            )
+            .await;
+            return Err(ApiError(
+                StatusCode::FORBIDDEN,
+                format!("{} may not {} {target}", p.subject, action.name()),
+            ));
+        }
+        Ok(p)
+    }
+}
+
+pub fn router(reg: Arc<Registry>) -> Router {
+    Router::new()
+        .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route("/api/v1/models", get(list_models).post(create_model))
+        .route("/api/v1/models/{name}", get(get_model))
+        .route(
+            "/api/v1/models/{name}/versions",
+            get(list_versions).post(create_version),
+        )
+        .route("/api/v1/models/{name}/versions/{version}", get(get_version))
+        .route(
+            "/api/v1/models/{name}/aliases/{alias}",
+            put(set_alias).get(get_alias).delete(delete_alias),
+        )
+        .route(
+            "/api/v1/blobs/{digest}",
+            put(put_blob).get(get_blob).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/api/v1/audit/checkpoint", get(get_checkpoint))
+        .route("/api/v1/audit/events", get(get_events))
+        .route("/api/v1/audit/proof/inclusion", get(inclusion_proof))
+        .route("/api/v1/audit/proof/consistency", get(consistency_proof))
+        .route("/api/v1/audit/key", get(get_log_key))
+        .route("/api/v1/keys", axum::routing::post(create_key))
+        .route("/api/v1/keys/{id}", axum::routing::delete(revoke_key))
+        .layer(DefaultBodyLimit::max(MAX_JSON))
+        .with_state(reg)
+}
+
+#[derive(Deserialize)]
+struct NewModel {
+    name: String,
+    #[serde(default)]
+    description: String,
+}
+
+async fn create_model(
+    State(reg): State<Arc<Registry>>,
+    headers: HeaderMap,
+    Json(m): Json<NewModel>,
+) -> ApiResult<Response> {
+    let target = format!("model/{}", m.name);
+    let p = reg
+        .require(&headers, Action::CreateModel, Some(&m.name), &target)
+        .await?;
+    let created = reg.meta.create_model(&m.name, &m.description, &p.subject).await?;
+    reg.audit(&p.key_id, "create-model", &target, "allowed", json!({}))
+        .await;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+async fn list_models(State(reg): State<Arc<Registry>>, headers: HeaderMap) -> ApiResult<Response> {
+    let p = reg.require(&headers, Action::Read, None, "models").await?;
+    let models: Vec<_> = reg
+        .meta
+        .list_models()
+        .await?
+        .into_iter()
+        .filter(|m| authz::allowed(&p, Action::Read, Some(&m.name)))
+        .collect();
+    Ok(Json(json!({ "registered_models": models })).into_response())
+}
+
+async fn get_model(
+    State(reg): State<Arc<Registry>>,
+    headers: HeaderMap,
+    UrlPath(name): UrlPath<String>,
+) -> ApiResult<Response> {
+    reg.require(&headers, Action::Read, Some(&name), &format!("model/{name}"))
+        .await?;
+    Ok(Json(reg.meta.get_model(&name).await?).into_response())
+}
+
+async fn list_versions(
+    State(reg): State<Arc<Registry>>,
+    headers: HeaderMap,
+    UrlPath(name): UrlPath<String>,
+) -> ApiResult<Response> {
+    reg.require(&headers, Action::Read, Some(&name), &format!("model/{name}"))
+        .await?;
+    Ok(Json(json!({ "versions": reg.meta.list_versions(&name).await? })).into_response())
+}
+
+async fn get_version(
+    State(reg): State<Arc<Registry>>,
+    headers: HeaderMap,
+    UrlPath((name, version)): UrlPath<(String, String)>,
+) -> ApiResult<Response> {
+    reg.require(&headers, Action::Read, Some(&name), &format!("model/{name}@{version}"))
+        .await?;
+    // A number, or an alias.
+    let v = match version.parse::<u64>() {
+        Ok(v) => v,
+        Err(_) => reg.meta.resolve_alias(&name, &version).await?,
+    };
+    Ok(Json(reg.meta.get_version(&name, v).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct NewVersion {
+    files: Vec<VersionFile>,
+    #[serde(default)]
+    lineage: Lineage,
+    /// The root digest the client computed; checked against the files.
+    digest: Option<String>,
+}
+
+/// The OpenSSF Model Signing root digest of files: SHA-256 over their digests in the
+/// reference's path order.
+fn root_digest(files: &[VersionFile]) -> Result<String, ApiError> {
+    let mut sorted: Vec<&VersionFile> = files.iter().collect();
+    sorted.sort_by(|a, b| a.path.split('/').cmp(b.path.split('/')));
+    let mut resources = Vec::with_capacity(files.len());
+    for f in sorted {
+        let digest = hex::decode(&f.digest)
+            .map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("digest of {} is not hex", f.path)))?;
+        resources.push(palisade_sign::serialize::Resource {
+            name: f.path.clone(),
+            algorithm: "sha256".into(),
+            digest,
+        });
+    }
+    Ok(hex::encode(palisade_sign::serialize::root_digest(&resources)))
+}
+
+fn valid_path(p: &str) -> bool {
+    !p.is_empty()
+        && p.len() <= 1024
+        && !p.starts_with('/')
+        && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+        && !p.contains('\0')
+}
+
+async fn create_version(
+    State(reg): State<Arc<Registry>>,
+    headers: HeaderMap,
+    UrlPath(name): UrlPath<String>,
+    Json(v): Json<NewVersion>,
+) -> ApiResult<Response> {
+    let target = format!("model/{name}");
+    let p = reg.require(&headers, Action::Push, Some(&name), &target).await?;
+    if v.files.is_empty() || v.files.len() > 100_000 {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "a version has 1 to 100000 files".into(),
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for f in &v.files {
+        if !valid_path(&f.path) || !seen.insert(f.path.as_str()) {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("bad or repeated file path {:?}", f.path),
+            ));
+        }
+        let blob = reg.meta.get_blob(&f.digest).await.map_err(|_| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("{}: blob {} was not pushed", f.path, f.digest),
+            )
+        })?;
+        if blob.size != f.size {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("{}: size {} but the blob has {}", f.path, f.size, blob.size),
+            ));
+        }
+    }
+    let digest = root_digest(&v.files)?;
+    if let Some(claimed) = &v.digest {
+        if *claimed != digest {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("the files hash to root digest {digest}, not {claimed}"),
+            ));
+        }
+    }
+    let created = reg
+        .meta
+        .create_version(&name, &digest, &v.files, &v.lineage, &p.subject)
+        .await?;
+    reg.audit(
+        &p.key_id,
+        "create-version",
+        &format!("model/{name}@{}", created.version),
+        "allowed",
+        json!({ "digest": digest }),
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+#[derive(Deserialize)]
+struct AliasBody {
+    version: u64,
+}
+
+async fn set_alias(
+    State(reg): State<Arc<Registry>>,
+    headers: HeaderMap,
+    UrlPath((name, alias)): UrlPath<(String, String)>,
+    Json(b): Json<AliasBody>,
+) -> ApiResult<Response> {
+    let target = format!("model/{name}@{alias}");
+    let p = reg.require(&headers, Action::Promote, Some(&name), &target).await?;
+    reg.meta.set_alias(&name, &alias, Some(b.version), &p.subject).await?;
+    reg.audit(
+        &p.key_id,
+        "promote",
+        &target,
+        "allowed",
+        json!({ "version": b.version }),
+    )
+    .await;
+    reg.checkpoint().await?;
+    Ok(Json(json!({ "model": name, "alias": alias, "version": b.version })).into_response())
+}
+
+async fn delete_alias(
+    State(reg): State<Arc<Registry>>,
+    headers: HeaderMap,
+    UrlPath((name, alias)): UrlPath<(String, String)>,
+) -> ApiResult<Response> {
+    let target = format!("model/{name}@{alias}");
+    let p = reg.require(&headers, Action::Promote, Some(&name), &target).await?;
+    reg.meta.set_alias(&name, &alias, None, &p.subject).await?;
+    reg.audit(&p.key_id, "remove-alias", &target, "allowed", json!({}))
+        .await;
+    reg.checkpoint().await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn get_alias(
+    State(reg): State<Arc<Registry>>,
+    headers: HeaderMap,
+    UrlPath((name, alias)): UrlPath<(String, String)>,
+) -> ApiResult<Response> {
+    reg.require(&headers, Action::Read, Some(&name), &format!("model/{name}@{alias}"))
+        .await?;
+    let version = reg.meta.resolve_alias(&name, &alias).await?;
+    let history = reg.meta.alias_history(&name, &alias).await?;
+    Ok(Json(json!({ "model": name, "alias": alias, "version": version, "history": history })).into_response())
+}
+
+async fn put_blob(
+    State(reg): State<Arc<Registry>>,
+    headers: HeaderMap,
+    UrlPath(digest): UrlPath<String>,
+    body: Body,
+) -> ApiResult<Response> {
+    let target = format!("blob/{digest}");
+    let p = reg.require(&headers, Action::Push, None, &target).await?;
+    if let Ok(existing) = reg.meta.get_blob(&digest).await {
+        return Ok(Json(json!({ "digest": existing.digest, "size": existing.size, "existed": true })).into_response());
+    }
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let reader = tokio_util::io::StreamReader::new(stream);
+    let mut bridge = tokio_util::io::SyncIoBridge::new(reader);
+    let r2 = reg.clone();
+    let d2 = digest.clone();
+    let stored = tokio::task::spawn_blocking(move || r2.blobs.put(&mut bridge, &d2, r2.kek.as_ref()))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let rec = match stored {
+        Ok(r) => r,
+        Err(e) => {
+            let status = match &e {
+                BlobError::BadDigest(_) | BlobError::Crypto(CryptoError::Digest { .. }) => StatusCode::BAD_REQUEST,
+                BlobError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            reg.audit(
+                &p.key_id,
+                "push-blob",
+                &target,
+                "failed",
+                json!({ "error": e.to_string() }),
+            )
+            .await;
+            return Err(ApiError(status, e.to_string()));
+        }
+    };
+    let kept = reg.meta.put_blob(&rec).await?;
+    if kept.file_id != rec.file_id {
+        // A concurrent push of the same content won; ours is redundant.
+        let _ = std::fs::remove_file(reg.blobs.file_of(&rec));
+    }
+    reg.audit(&p.key_id, "push-blob", &target, "allowed", json!({ "size": kept.size }))
+        .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "digest": kept.digest, "size": kept.size, "existed": false })),
+    )
+        .into_response())
+}
+
+async fn get_blob(
+    State(reg): State<Arc<Registry>>,
+    headers: HeaderMap,
+    UrlPath(digest): UrlPath<String>,
+) -> ApiResult<Response> {
+    let target = format!("blob/{digest}");
+    let p = reg.require(&headers, Action::Read, None, &target).await?;
+    let rec = reg.meta.get_blob(&digest).await?;
+    // Decrypt and verify completely before the first byte is sent.
+    let r2 = reg.clone();
+    let rec2 = rec.clone();
+    let result = tokio::task::spawn_blocking(move || -> Result<tempfile::NamedTempFile, BlobError> {
+        let tmp = tempfile::NamedTempFile::new_in(&r2.tmp).map_err(|source| BlobError::Io {
+            path: r2.tmp.clone(),
+            source,
+        })?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
+        r2.blobs.get(&rec2, &mut w, r2.kek.as_ref())?;
+        use std::io::Write as _;
+        w.flush().map_err(|source| BlobError::Io {
+            path: tmp.path().to_path_buf(),
+            source,
+        })?;
+        drop(w);
+        Ok(tmp)
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let tmp = match result {
+        Ok(t) => t,
+        Err(e @ (BlobError::Crypto(_) | BlobError::Missing(_))) => {
+            reg.audit(
+                &p.key_id,
+                "pull-blob",
+                &target,
+                "tamper",
+                json!({ "error": e.to_string() }),
+            )
+            .await;
+            return Err(ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("refused: the stored blob failed verification ({e}); recorded as a tamper event"),
+            ));
+        }
+        Err(e) => return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    };
+    // Open, then unlink: the file lives while the response streams it.
+    let file = tokio::fs::File::open(tmp.path())
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    drop(tmp);
+    let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::CONTENT_LENGTH, rec.size.to_string()),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+async fn get_checkpoint(State(reg): State<Arc<Registry>>, headers: HeaderMap) -> ApiResult<Response> {
+    reg.require(&headers, Action::Read, None, "audit/checkpoint").await?;
+    match reg.checkpoint().await? {
+        Some(note) => Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response()),
+        None => Err(ApiError(StatusCode::NOT_FOUND, "the audit log is empty".into())),
+    }
+}
+
+async fn get_log_key(State(reg): State<Arc<Registry>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{}\n", reg.log.verifier().to_vkey()),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct Range {
+    from: Option<u64>,
+    to: Option<u64>,
+}
+
+async fn get_events(
+    State(reg): State<Arc<Registry>>,
+    headers: HeaderMap,
+    Query(r): Query<Range>,
+) -> ApiResult<Response> {
+    reg.require(&headers, Action::ReadAudit, None, "audit/events").await?;
+    let from = r.from.unwrap_or(0);
+    let to = r.to.unwrap_or(u64::MAX >> 1).min(from.saturating_add(100_000));
+    Ok(Json(reg.meta.events(from, to).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct InclusionQuery {
+    seq: u64,
+    size: u64,
+}
+
+async fn inclusion_proof(
+    State(reg): State<Arc<Registry>>,
+    headers: HeaderMap,
+    Query(q): Query<InclusionQuery>,
+) -> ApiResult<Response> {
+    reg.require(&headers, Action::Read, None, "audit/proof").await?;
+    let leaves = reg.meta.leaves().await?;
+    let size = usize::try_from(q.size).unwrap_or(usize::MAX);
+    if size == 0 || size > leaves.len() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("size must be 1..={}", leaves.len()),
+        ));
+    }
+    let proof = usize::try_from(q.seq)
+        .ok()
+        .and_then(|i| merkle::inclusion_proof(i, &leaves[..size]))
+        .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, "seq must be below size".into()))?;
+    Ok(
+        Json(json!({ "seq": q.seq, "size": q.size, "hashes": proof.iter().map(hex::encode).collect::<Vec<_>>() }))
+            .into_response(),
+    )
+}
+
+#[derive(Deserialize)]
+struct ConsistencyQuery {
+    from: u64,
+    to: u64,
+}
+
+async fn consistency_proof(
+    State(reg): State<Arc<Registry>>,
+    headers: HeaderMap,
+    Query(q): Query<ConsistencyQuery>,
+) -> ApiResult<Response> {
+    reg.require(&headers, Action::Read, None, "audit/proof").await?;
+    let leaves = reg.meta.leaves().await?;
+    let to = usize::try_from(q.to).unwrap_or(usize::MAX);
+    if to > leaves.len() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("to must be at most {}", leaves.len()),
+        ));
+    }
+    let proof = usize::try_from(q.from)
+        .ok()
+        .and_then(|m| merkle::consistency_proof(m, &leaves[..to]))
+        .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, "need 0 < from <= to".into()))?;
+    Ok(
+        Json(json!({ "from": q.from, "to": q.to, "hashes": proof.iter().map(hex::encode).collect::<Vec<_>>() }))
+            .into_response(),
+    )
+}
+
+#[derive(Deserialize)]
+struct NewKey {
+    subject: String,
+    roles: Vec<String>,
+}
+
+async fn create_key(
+    State(reg): State<Arc<Registry>>,
+    headers: HeaderMap,
+    Json(k): Json<NewKey>,
+) -> ApiResult<Response> {
+    let p = reg.require(&headers, Action::ManageKeys, None, "keys").await?;
+    if k.subject.is_empty()
+        || k.subject.len() > 256
+        || k.roles.iter().any(|r| r.is_empty() || r.contains(',') || r.len() > 200)
+    {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "subject 1-256 characters; roles without commas".into(),
+        ));
+    }
+    let (created, token) = reg.meta.create_api_key(&k.subject, &k.roles).await?;
+    reg.audit(
+        &p.key_id,
+        "create-key",
+        &format!("key/{}", created.key_id),
+        "allowed",
+        json!({ "subject": k.subject, "roles": k.roles }),
+    )
+    .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": created.key_id, "token": token })),
+    )
+        .into_response())
+}
+
+async fn revoke_key(
+    State(reg): State<Arc<Registry>>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Response> {
+    let p = reg.require(&headers, Action::ManageKeys, None, "keys").await?;
+    reg.meta.revoke_api_key(&id).await?;
+    reg.audit(&p.key_id, "revoke-key", &format!("key/{id}"), "allowed", json!({}))
+        .await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

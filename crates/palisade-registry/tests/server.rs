@@ -1,0 +1,300 @@
+//! The registry API end to end over real HTTP on 127.0.0.1: credentials, roles, push and
+//! pull through the encrypted store, promotion, tamper detection, and the audit log's
+//! checkpoint and proofs verified as a client would.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+
+use palisade_core::merkle;
+use palisade_registry::audit::{self, Event, LogVerifier};
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+
+struct Server {
+    base: String,
+    _rt: tokio::runtime::Runtime,
+}
+
+fn start(home: &Path) -> (Server, Option<String>) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (opened, addr) = rt.block_on(async {
+        let opened = palisade_registry::server::open(home, None, 1 << 30).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = palisade_registry::server::router(opened.registry.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (opened, addr)
+    });
+    (
+        Server {
+            base: format!("http://{addr}"),
+            _rt: rt,
+        },
+        opened.first_admin_token,
+    )
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+}
+
+fn call(method: &str, url: &str, token: Option<&str>, body: Option<Vec<u8>>) -> (u16, Vec<u8>) {
+    let a = agent();
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let resp = match (method, body) {
+        ("GET", _) => {
+            let mut r = a.get(url);
+            if let Some(h) = &auth {
+                r = r.header("Authorization", h);
+            }
+            r.call()
+        }
+        ("DELETE", _) => {
+            let mut r = a.delete(url);
+            if let Some(h) = &auth {
+                r = r.header("Authorization", h);
+            }
+            r.call()
+        }
+        (m, body) => {
+            let mut r = if m == "PUT" { a.put(url) } else { a.post(url) };
+            if let Some(h) = &auth {
+                r = r.header("Authorization", h);
+            }
+            r = r.header("Content-Type", "application/json");
+            r.send(body.unwrap_or_default())
+        }
+    }
+    .unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().read_to_vec().unwrap();
+    (status, bytes)
+}
+
+fn json_call(method: &str, s: &Server, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+    let (st, b) = call(
+        method,
+        &format!("{}{path}", s.base),
+        token,
+        Some(serde_json::to_vec(&body).unwrap()),
+    );
+    (st, serde_json::from_slice(&b).unwrap_or(Value::Null))
+}
+
+fn get(s: &Server, path: &str, token: Option<&str>) -> (u16, Vec<u8>) {
+    call("GET", &format!("{}{path}", s.base), token, None)
+}
+
+#[test]
+fn registry_end_to_end() {
+    let home = tempfile::tempdir().unwrap();
+    let (s, admin) = start(home.path());
+    let admin = admin.expect("the first start prints an admin key");
+
+    // Health needs nothing; everything else needs a valid key.
+    assert_eq!(get(&s, "/health", None).0, 200);
+    assert_eq!(get(&s, "/api/v1/models", None).0, 401);
+    assert_eq!(get(&s, "/api/v1/models", Some("pk_0000.bogus")).0, 401);
+    assert_eq!(get(&s, "/api/v1/models", Some(&admin)).0, 200);
+
+    let key = |subject: &str, roles: Value| {
+        let (st, v) = json_call(
+            "POST",
+            &s,
+            "/api/v1/keys",
+            Some(&admin),
+            json!({ "subject": subject, "roles": roles }),
+        );
+        assert_eq!(st, 201, "{v}");
+        v["token"].as_str().unwrap().to_owned()
+    };
+    let publisher = key("ci", json!(["publisher"]));
+    let approver = key("release-manager", json!(["approver"]));
+    let reader = key("serving", json!(["reader"]));
+    let other_team = key("other", json!(["publisher:some-other-model"]));
+
+    // Publisher: model, blob, version.
+    let (st, _) = json_call(
+        "POST",
+        &s,
+        "/api/v1/models",
+        Some(&publisher),
+        json!({ "name": "fraud", "description": "d" }),
+    );
+    assert_eq!(st, 201);
+    let (st, _) = json_call("POST", &s, "/api/v1/models", Some(&reader), json!({ "name": "nope" }));
+    assert_eq!(st, 403);
+    let weights: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let config = br#"{"model_type":"tiny"}"#.to_vec();
+    let mut files = Vec::new();
+    for (path, data) in [("model.safetensors", &weights), ("config.json", &config)] {
+        let digest = hex::encode(Sha256::digest(data));
+        let (st, body) = call(
+            "PUT",
+            &format!("{}/api/v1/blobs/{digest}", s.base),
+            Some(&publisher),
+            Some(data.clone()),
+        );
+        assert_eq!(st, 201, "{}", String::from_utf8_lossy(&body));
+        files.push(json!({ "path": path, "digest": digest, "size": data.len() }));
+    }
+    // A blob whose content does not match its name is refused.
+    let (st, _) = call(
+        "PUT",
+        &format!("{}/api/v1/blobs/{}", s.base, "ab".repeat(32)),
+        Some(&publisher),
+        Some(b"x".to_vec()),
+    );
+    assert_eq!(st, 400);
+    let (st, _) = json_call(
+        "POST",
+        &s,
+        "/api/v1/models/fraud/versions",
+        Some(&other_team),
+        json!({ "files": files }),
+    );
+    assert_eq!(st, 403, "a publisher scoped to another model");
+    let (st, v) = json_call(
+        "POST",
+        &s,
+        "/api/v1/models/fraud/versions",
+        Some(&publisher),
+        json!({ "files": files, "lineage": { "source_run": "run-1" } }),
+    );
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["version"], 1);
+    // The version's digest is the OpenSSF Model Signing digest of the same directory.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("model.safetensors"), &weights).unwrap();
+    std::fs::write(dir.path().join("config.json"), &config).unwrap();
+    let manifest = palisade_sign::serialize::hash_model(dir.path(), &Default::default(), &|_| {}).unwrap();
+    assert_eq!(v["digest"], manifest.root_digest_hex());
+    let (st, _) = json_call(
+        "POST",
+        &s,
+        "/api/v1/models/fraud/versions",
+        Some(&publisher),
+        json!({ "files": files }),
+    );
+    assert_eq!(st, 409, "the same content is the same version");
+
+    // Reader pulls the exact bytes.
+    let digest = files[0]["digest"].as_str().unwrap().to_owned();
+    let (st, pulled) = get(&s, &format!("/api/v1/blobs/{digest}"), Some(&reader));
+    assert_eq!(st, 200);
+    assert!(pulled == weights);
+
+    // Promotion: the approver, not the publisher.
+    let (st, _) = json_call(
+        "PUT",
+        &s,
+        "/api/v1/models/fraud/aliases/production",
+        Some(&publisher),
+        json!({ "version": 1 }),
+    );
+    assert_eq!(st, 403);
+    let (st, _) = json_call(
+        "PUT",
+        &s,
+        "/api/v1/models/fraud/aliases/production",
+        Some(&approver),
+        json!({ "version": 1 }),
+    );
+    assert_eq!(st, 200);
+    let (st, body) = get(&s, "/api/v1/models/fraud/versions/production", Some(&reader));
+    assert_eq!(st, 200);
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["version"], 1);
+
+    // A flipped byte in the stored blob: pull refused and recorded.
+    let mut blob_files = Vec::new();
+    for e in walk(&home.path().join("store/blobs")) {
+        if e.file_name().unwrap().to_str().unwrap().starts_with(&digest) {
+            blob_files.push(e);
+        }
+    }
+    let [stored] = blob_files.as_slice() else {
+        panic!("one stored file for the digest: {blob_files:?}")
+    };
+    let mut bytes = std::fs::read(stored).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(stored, bytes).unwrap();
+    let (st, body) = get(&s, &format!("/api/v1/blobs/{digest}"), Some(&reader));
+    assert_eq!(st, 500);
+    assert!(String::from_utf8_lossy(&body).contains("tamper"));
+
+    // The audit log: events (admin only), a checkpoint signed with the log key, proofs.
+    assert_eq!(get(&s, "/api/v1/audit/events", Some(&reader)).0, 403);
+    let (_, vkey) = get(&s, "/api/v1/audit/key", None);
+    let verifier = LogVerifier::parse(std::str::from_utf8(&vkey).unwrap()).unwrap();
+    let (st, note) = get(&s, "/api/v1/audit/checkpoint", Some(&reader));
+    assert_eq!(st, 200);
+    let note = String::from_utf8(note).unwrap();
+    let (_, events) = get(&s, "/api/v1/audit/events", Some(&admin));
+    let events: Vec<Event> = serde_json::from_slice(&events).unwrap();
+    let cp = audit::verify_log(&events, &note, &verifier).unwrap();
+    let outcomes: Vec<(&str, &str)> = events.iter().map(|e| (e.action.as_str(), e.outcome.as_str())).collect();
+    assert!(outcomes.contains(&("promote", "denied")), "{outcomes:?}");
+    assert!(outcomes.contains(&("promote", "allowed")));
+    assert!(
+        outcomes.contains(&("read", "denied")),
+        "anonymous requests are recorded"
+    );
+    assert!(outcomes.contains(&("pull-blob", "tamper")));
+    let leaves: Vec<merkle::Hash> = events.iter().map(Event::leaf_hash).collect();
+    let (_, p) = get(
+        &s,
+        &format!("/api/v1/audit/proof/inclusion?seq=3&size={}", cp.size),
+        Some(&reader),
+    );
+    let p: Value = serde_json::from_slice(&p).unwrap();
+    let hashes: Vec<merkle::Hash> = p["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| hex::decode(h.as_str().unwrap()).unwrap().try_into().unwrap())
+        .collect();
+    assert!(merkle::verify_inclusion(3, cp.size, &leaves[3], &hashes, &cp.root));
+    // The earlier checkpoint (made at promotion) is consistent with the latest one.
+    let (_, p) = get(
+        &s,
+        &format!("/api/v1/audit/proof/consistency?from=5&to={}", cp.size),
+        Some(&reader),
+    );
+    let p: Value = serde_json::from_slice(&p).unwrap();
+    let hashes: Vec<merkle::Hash> = p["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| hex::decode(h.as_str().unwrap()).unwrap().try_into().unwrap())
+        .collect();
+    assert!(merkle::verify_consistency(
+        5,
+        cp.size,
+        &merkle::root(&leaves[..5]),
+        &cp.root,
+        &hashes
+    ));
+
+    // A restart keeps everything and prints no new admin key.
+    drop(s);
+    let (s2, again) = start(home.path());
+    assert!(again.is_none());
+    assert_eq!(get(&s2, "/api/v1/models/fraud", Some(&reader)).0, 200);
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
