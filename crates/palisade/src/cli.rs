@@ -80,6 +80,134 @@ pub enum Command {
         after_help = "Examples:\n  palisade serve\n  PALISADE_HOME=/srv/palisade palisade serve --listen 0.0.0.0:8080\n  palisade serve --database-url postgres://registry@db/palisade"
     )]
     Serve(ServeArgs),
+    /// Push a model directory (or file) to the registry as a new version.
+    #[command(
+        after_help = "Example:\n  palisade push ./model --name fraud-detector --source-run run-42 --code-commit 1a2b3c"
+    )]
+    Push(PushArgs),
+    /// Download a model version (a number or an alias) and verify every file.
+    #[command(
+        after_help = "Examples:\n  palisade pull fraud-detector@production -o ./model\n  palisade pull fraud-detector@3 -o ./v3"
+    )]
+    Pull(PullArgs),
+    /// List a model's versions.
+    Versions(VersionsArgs),
+    /// Point an alias (e.g. production) at a version.
+    #[command(after_help = "Example:\n  palisade promote fraud-detector@3 --alias production")]
+    Promote(PromoteArgs),
+    /// Audit-log tools: verify the log against a signed checkpoint.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Registry API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// Where the registry is and who you are.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Registry URL.
+    #[arg(long, env = "PALISADE_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// API key.
+    #[arg(long, env = "PALISADE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    pub model: PathBuf,
+    /// Registered model name (created when missing).
+    #[arg(long)]
+    pub name: String,
+    #[arg(long)]
+    pub source_run: Option<String>,
+    #[arg(long)]
+    pub code_commit: Option<String>,
+    /// Digest of a dataset the model was trained on (repeatable).
+    #[arg(long)]
+    pub dataset: Vec<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// NAME@VERSION or NAME@ALIAS.
+    pub reference: String,
+    /// Directory to write the model into (must be empty or missing).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VersionsArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// NAME@VERSION.
+    pub reference: String,
+    #[arg(long)]
+    pub alias: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify the whole audit log against a signed checkpoint, offline (--events and
+    /// --checkpoint files) or fetched from --server; the log key is always yours to give.
+    Verify(AuditVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditVerifyArgs {
+    /// The log's verifier key (`name+keyid+base64`, from GET /api/v1/audit/key when the
+    /// registry was set up), or a file holding it.
+    #[arg(long)]
+    pub key: String,
+    /// Events exported from GET /api/v1/audit/events (JSON array).
+    #[arg(long, requires = "checkpoint")]
+    pub events: Option<PathBuf>,
+    /// A signed checkpoint note from GET /api/v1/audit/checkpoint.
+    #[arg(long, requires = "events")]
+    pub checkpoint: Option<PathBuf>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create an API key (admin): prints the token once.
+    Create(KeysCreateArgs),
+    /// Re-wrap every blob's data key under a new key-encryption key (run with the server
+    /// stopped); blobs are not re-encrypted.
+    Rotate(KeysRotateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeysCreateArgs {
+    #[arg(long)]
+    pub subject: String,
+    /// Role: admin, publisher, approver, reader, or ROLE:MODEL for one model (repeatable).
+    #[arg(long = "role", required = true)]
+    pub roles: Vec<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysRotateArgs {
+    #[arg(long, env = "PALISADE_HOME", default_value = ".palisade")]
+    pub home: PathBuf,
+    #[arg(long, env = "PALISADE_DATABASE_URL")]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Args)]

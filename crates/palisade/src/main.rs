@@ -31,6 +31,13 @@ fn main() -> ExitCode {
         Command::VerifyAttestation(args) => commands::sign::verify_attestation(args),
         Command::Bom(args) => commands::bom::run(args),
         Command::Serve(args) => commands::serve::run(args),
+        Command::Push(args) => commands::client::push(args),
+        Command::Pull(args) => commands::client::pull(args),
+        Command::Versions(args) => commands::client::versions(args),
+        Command::Promote(args) => commands::client::promote(args),
+        Command::Audit(cli::AuditCommand::Verify(args)) => commands::client::audit_verify(args),
+        Command::Keys(cli::KeysCommand::Create(args)) => commands::client::keys_create(args),
+        Command::Keys(cli::KeysCommand::Rotate(args)) => commands::serve::rotate(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

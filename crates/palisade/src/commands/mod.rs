@@ -1,4 +1,5 @@
 pub mod bom;
+pub mod client;
 pub mod rule;
 pub mod scan;
 pub mod serve;

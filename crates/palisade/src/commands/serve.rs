@@ -70,3 +70,52 @@ async fn shutdown() {
     }
     eprintln!("shutting down");
 }
+
+/// `palisade keys rotate`: a new key-encryption key; every blob's data key is re-wrapped
+/// under it (blobs are not touched); the old key is kept in keys/retired/. Safe to re-run
+/// after an interruption: keys already under the new key are skipped.
+pub fn rotate(args: crate::cli::KeysRotateArgs) -> Result<u8> {
+    use palisade_registry::crypto::{KeyProvider as _, LocalKeyFile};
+    let keys = args.home.join("keys");
+    let current_path = keys.join("kek");
+    let next_path = keys.join("kek.next");
+    if !current_path.exists() {
+        anyhow::bail!(
+            "{} has no key-encryption key; is it a palisade home?",
+            args.home.display()
+        );
+    }
+    let current = LocalKeyFile::open_or_create(&current_path)?;
+    let next = LocalKeyFile::open_or_create(&next_path)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rewrapped = rt.block_on(async {
+        let url = match &args.database_url {
+            Some(u) => u.clone(),
+            None => format!("sqlite://{}", args.home.join("registry.db").display()),
+        };
+        let meta = palisade_registry::meta::MetaStore::connect(&url).await?;
+        let store = palisade_registry::blobs::BlobStore::open(&args.home.join("store"), u64::MAX)?;
+        let mut n = 0u64;
+        for rec in meta.all_blobs().await? {
+            if rec.key.kek_id == next.id() {
+                continue;
+            }
+            let new = store.rewrap(&rec, &current, &next)?;
+            meta.update_blob_key(&new).await?;
+            n += 1;
+        }
+        anyhow::Ok(n)
+    })?;
+    let retired = keys.join("retired");
+    std::fs::create_dir_all(&retired)?;
+    let id = current.id().replace(':', "-");
+    std::fs::rename(&current_path, retired.join(&id)).context("cannot retire the old key")?;
+    std::fs::rename(&next_path, &current_path).context("cannot install the new key")?;
+    println!(
+        "rotated: {rewrapped} data keys re-wrapped from {} to {}; old key kept in {}",
+        current.id(),
+        next.id(),
+        retired.join(id).display()
+    );
+    Ok(EXIT_CLEAN)
+}

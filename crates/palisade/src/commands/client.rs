@@ -1,0 +1,312 @@
+//! Registry client commands: push, pull, versions, promote, keys create, audit verify.
+
+use std::io::Write as _;
+use std::path::{Component, Path};
+
+use anyhow::{anyhow, bail, Context, Result};
+use palisade_registry::audit::{self, Event, LogVerifier};
+use palisade_sign::HashConfig;
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+
+use super::sign::hash_with_progress;
+use crate::cli::{AuditVerifyArgs, ClientArgs, KeysCreateArgs, PromoteArgs, PullArgs, PushArgs, VersionsArgs};
+use crate::{EXIT_CLEAN, EXIT_FINDINGS};
+
+struct Client {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    fn new(c: &ClientArgs) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(std::time::Duration::from_secs(10)))
+            .build()
+            .into();
+        Client {
+            base: c.server.trim_end_matches('/').to_owned(),
+            token: c.token.clone(),
+            agent,
+        }
+    }
+
+    fn auth(&self) -> Result<String> {
+        self.token
+            .as_ref()
+            .map(|t| format!("Bearer {t}"))
+            .ok_or_else(|| anyhow!("no API key: set PALISADE_TOKEN or pass --token"))
+    }
+
+    /// Sends a request and returns status and body, or an error carrying the server's
+    /// `{"error": …}` message.
+    fn json(&self, method: &str, path: &str, body: Option<Value>) -> Result<(u16, Value)> {
+        let url = format!("{}{path}", self.base);
+        let auth = self.auth()?;
+        let resp = match method {
+            "GET" => self.agent.get(&url).header("Authorization", &auth).call(),
+            "PUT" => self
+                .agent
+                .put(&url)
+                .header("Authorization", &auth)
+                .send_json(body.unwrap_or(Value::Null)),
+            _ => self
+                .agent
+                .post(&url)
+                .header("Authorization", &auth)
+                .send_json(body.unwrap_or(Value::Null)),
+        }
+        .with_context(|| format!("cannot reach the registry at {}", self.base))?;
+        let status = resp.status().as_u16();
+        let text = resp.into_body().read_to_string().unwrap_or_default();
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok((status, v))
+    }
+
+    fn expect(&self, method: &str, path: &str, body: Option<Value>, ok: &[u16]) -> Result<Value> {
+        let (status, v) = self.json(method, path, body)?;
+        if !ok.contains(&status) {
+            let msg = v
+                .get("error")
+                .and_then(|e| e.as_str())
+                .map(str::to_owned)
+                .unwrap_or_else(|| v.to_string());
+            bail!("{method} {path}: HTTP {status}: {msg}");
+        }
+        Ok(v)
+    }
+}
+
+fn split_ref(r: &str) -> Result<(&str, &str)> {
+    r.split_once('@')
+        .ok_or_else(|| anyhow!("expected NAME@VERSION or NAME@ALIAS, got {r:?}"))
+}
+
+pub fn push(args: PushArgs) -> Result<u8> {
+    let c = Client::new(&args.client);
+    let manifest = hash_with_progress(&args.model, &HashConfig::default(), false)?;
+    let (status, v) = c.json("POST", "/api/v1/models", Some(json!({ "name": args.name })))?;
+    if status != 201 && status != 409 {
+        bail!("cannot create model {}: HTTP {status}: {v}", args.name);
+    }
+    let mut files = Vec::new();
+    for r in &manifest.resources {
+        let (path, display) = if r.name == "." {
+            (args.model.clone(), manifest.model_name.clone())
+        } else {
+            (args.model.join(&r.name), r.name.clone())
+        };
+        let digest = hex::encode(&r.digest);
+        let file = std::fs::File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        let size = file.metadata()?.len();
+        let url = format!("{}/api/v1/blobs/{digest}", c.base);
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+        let resp = c
+            .agent
+            .put(&url)
+            .header("Authorization", &c.auth()?)
+            .header("Content-Type", "application/octet-stream")
+            .send(ureq::SendBody::from_reader(&mut reader))
+            .with_context(|| format!("cannot upload {display}"))?;
+        let status = resp.status().as_u16();
+        if status != 200 && status != 201 {
+            let text = resp.into_body().read_to_string().unwrap_or_default();
+            bail!("upload of {display}: HTTP {status}: {text}");
+        }
+        files.push(json!({ "path": display, "digest": digest, "size": size }));
+    }
+    let lineage = json!({ "source_run": args.source_run, "code_commit": args.code_commit, "datasets": args.dataset });
+    let v = c.expect(
+        "POST",
+        &format!("/api/v1/models/{}/versions", args.name),
+        Some(json!({ "files": files, "lineage": lineage, "digest": manifest.root_digest_hex() })),
+        &[201],
+    )?;
+    println!(
+        "pushed {}@{} ({} files, sha256:{})",
+        args.name,
+        v["version"],
+        files.len(),
+        manifest.root_digest_hex()
+    );
+    Ok(EXIT_CLEAN)
+}
+
+fn safe_relative(p: &str) -> bool {
+    let path = Path::new(p);
+    !p.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_)))
+}
+
+pub fn pull(args: PullArgs) -> Result<u8> {
+    let c = Client::new(&args.client);
+    let (name, version) = split_ref(&args.reference)?;
+    let v = c.expect(
+        "GET",
+        &format!("/api/v1/models/{name}/versions/{version}"),
+        None,
+        &[200],
+    )?;
+    if args.output.exists()
+        && std::fs::read_dir(&args.output)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        bail!("{} exists and is not an empty directory", args.output.display());
+    }
+    std::fs::create_dir_all(&args.output).with_context(|| format!("cannot create {}", args.output.display()))?;
+    let files = v["files"].as_array().cloned().unwrap_or_default();
+    for f in &files {
+        let path = f["path"].as_str().unwrap_or_default();
+        let digest = f["digest"].as_str().unwrap_or_default();
+        if !safe_relative(path) {
+            bail!("the registry sent an unsafe path {path:?}; refusing");
+        }
+        let dest = args.output.join(path);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let resp = c
+            .agent
+            .get(&format!("{}/api/v1/blobs/{digest}", c.base))
+            .header("Authorization", &c.auth()?)
+            .call()
+            .with_context(|| format!("cannot download {path}"))?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            let text = resp.into_body().read_to_string().unwrap_or_default();
+            bail!("download of {path}: HTTP {status}: {text}");
+        }
+        let dir = dest.parent().unwrap_or(&args.output);
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        let mut body = resp.into_body();
+        let mut reader = body.as_reader();
+        let mut sha = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = palisade_core::io::read_full(&mut reader, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            sha.update(&buf[..n]);
+            tmp.write_all(&buf[..n])?;
+        }
+        let got = hex::encode(sha.finalize());
+        if got != digest {
+            bail!("{path}: downloaded content hashes to {got}, not {digest}; discarded");
+        }
+        tmp.persist(&dest)
+            .map_err(|e| e.error)
+            .with_context(|| format!("cannot write {}", dest.display()))?;
+    }
+    // The files together must be the version the registry named.
+    let manifest = palisade_sign::serialize::hash_model(&args.output, &HashConfig::default(), &|_| {})?;
+    if Some(manifest.root_digest_hex().as_str()) != v["digest"].as_str() {
+        bail!(
+            "the pulled files hash to sha256:{}, not the version's {}",
+            manifest.root_digest_hex(),
+            v["digest"]
+        );
+    }
+    println!(
+        "pulled {name}@{} ({} files, sha256:{}) into {}",
+        v["version"],
+        files.len(),
+        manifest.root_digest_hex(),
+        args.output.display()
+    );
+    Ok(EXIT_CLEAN)
+}
+
+pub fn versions(args: VersionsArgs) -> Result<u8> {
+    let c = Client::new(&args.client);
+    let v = c.expect("GET", &format!("/api/v1/models/{}/versions", args.name), None, &[200])?;
+    for n in v["versions"].as_array().cloned().unwrap_or_default() {
+        let d = c.expect(
+            "GET",
+            &format!("/api/v1/models/{}/versions/{n}", args.name),
+            None,
+            &[200],
+        )?;
+        println!(
+            "{}@{}  sha256:{}  {} files  {} by {}",
+            args.name,
+            n,
+            d["digest"].as_str().unwrap_or("?"),
+            d["files"].as_array().map_or(0, Vec::len),
+            d["created_at"].as_str().unwrap_or("?"),
+            d["created_by"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(EXIT_CLEAN)
+}
+
+pub fn promote(args: PromoteArgs) -> Result<u8> {
+    let c = Client::new(&args.client);
+    let (name, version) = split_ref(&args.reference)?;
+    let version: u64 = version
+        .parse()
+        .with_context(|| format!("{version:?} is not a version number"))?;
+    c.expect(
+        "PUT",
+        &format!("/api/v1/models/{name}/aliases/{}", args.alias),
+        Some(json!({ "version": version })),
+        &[200],
+    )?;
+    println!("{name}@{} -> version {version}", args.alias);
+    Ok(EXIT_CLEAN)
+}
+
+pub fn keys_create(args: KeysCreateArgs) -> Result<u8> {
+    let c = Client::new(&args.client);
+    let v = c.expect(
+        "POST",
+        "/api/v1/keys",
+        Some(json!({ "subject": args.subject, "roles": args.roles })),
+        &[201],
+    )?;
+    println!("id:    {}", v["id"].as_str().unwrap_or("?"));
+    println!("token: {} (shown once)", v["token"].as_str().unwrap_or("?"));
+    Ok(EXIT_CLEAN)
+}
+
+pub fn audit_verify(args: AuditVerifyArgs) -> Result<u8> {
+    let key_text = if Path::new(&args.key).is_file() {
+        std::fs::read_to_string(&args.key)?
+    } else {
+        args.key.clone()
+    };
+    let verifier = LogVerifier::parse(&key_text)?;
+    let (events, note): (Vec<Event>, String) = match (&args.events, &args.checkpoint) {
+        (Some(e), Some(cp)) => (
+            serde_json::from_slice(&std::fs::read(e).with_context(|| format!("cannot read {}", e.display()))?)
+                .with_context(|| format!("{} is not an exported event list", e.display()))?,
+            std::fs::read_to_string(cp).with_context(|| format!("cannot read {}", cp.display()))?,
+        ),
+        _ => {
+            let c = Client::new(&args.client);
+            let note = match c.json("GET", "/api/v1/audit/checkpoint", None)? {
+                (200, Value::String(s)) => s,
+                (status, v) => bail!("checkpoint: HTTP {status}: {v}"),
+            };
+            let events = c.expect("GET", "/api/v1/audit/events", None, &[200])?;
+            (serde_json::from_value(events)?, note)
+        }
+    };
+    match audit::verify_log(&events, &note, &verifier) {
+        Ok(cp) => {
+            println!(
+                "verified: {} events up to the checkpoint of size {} signed by {}",
+                events.len(),
+                cp.size,
+                cp.origin
+            );
+            Ok(EXIT_CLEAN)
+        }
+        Err(e) => {
+            eprintln!("audit log verification failed: {e}");
+            Ok(EXIT_FINDINGS)
+        }
+    }
+}
