@@ -10,6 +10,7 @@
 //! | promote (set or remove an alias) | | | ✓ | ✓ |
 //! | read-audit (the events themselves) | | | | ✓ |
 //! | manage-keys (create and revoke API keys) | | | | ✓ |
+//! | manage-gates (set promotion gates) | | | | ✓ |
 
 use crate::meta::Principal;
 
@@ -21,6 +22,7 @@ pub enum Action {
     Promote,
     ReadAudit,
     ManageKeys,
+    ManageGates,
 }
 
 impl Action {
@@ -41,6 +43,7 @@ impl Action {
             Action::Promote => "promote",
             Action::ReadAudit => "read-audit",
             Action::ManageKeys => "manage-keys",
+            Action::ManageGates => "manage-gates",
         }
     }
 }
@@ -79,12 +82,12 @@ mod tests {
     /// Every role × every action, global and model-scoped.
     #[test]
     fn rbac_matrix() {
-        let table: [(&str, [bool; 6]); 5] = [
-            ("reader", [true, false, false, false, false, false]),
-            ("publisher", [true, true, true, false, false, false]),
-            ("approver", [true, false, false, true, false, false]),
-            ("admin", [true, true, true, true, true, true]),
-            ("nobody", [false; 6]),
+        let table: [(&str, [bool; 7]); 5] = [
+            ("reader", [true, false, false, false, false, false, false]),
+            ("publisher", [true, true, true, false, false, false, false]),
+            ("approver", [true, false, false, true, false, false, false]),
+            ("admin", [true; 7]),
+            ("nobody", [false; 7]),
         ];
         for (role, expected) in table {
             for (action, want) in Action::ALL.into_iter().zip(expected) {

@@ -6,5 +6,6 @@ pub mod audit;
 pub mod authz;
 pub mod blobs;
 pub mod crypto;
+pub mod gates;
 pub mod meta;
 pub mod server;

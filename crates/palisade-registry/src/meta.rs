@@ -20,10 +20,11 @@ use crate::blobs::BlobRecord;
 /// Schema migrations, applied in order and recorded in `palisade_migrations`. The SQL is
 /// the common subset of SQLite and PostgreSQL; a later migration that needs dialect
 /// differences carries both texts.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "registry v1",
-    "CREATE TABLE registered_models (
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "registry v1",
+        "CREATE TABLE registered_models (
         name TEXT PRIMARY KEY,
         description TEXT NOT NULL,
         created_at TEXT NOT NULL,
@@ -95,7 +96,29 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
         size BIGINT PRIMARY KEY,
         note TEXT NOT NULL
     );",
-)];
+    ),
+    (
+        2,
+        "attestations and promotion gates",
+        "CREATE TABLE attestations (
+        model TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        seq BIGINT NOT NULL,
+        bundle TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        PRIMARY KEY (model, version, seq)
+    );
+    CREATE TABLE gates (
+        model TEXT NOT NULL,
+        alias TEXT NOT NULL,
+        policy TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        updated_by TEXT NOT NULL,
+        PRIMARY KEY (model, alias)
+    );",
+    ),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -735,6 +758,88 @@ impl MetaStore {
             .iter()
             .map(Event::leaf_hash)
             .collect())
+    }
+
+    /// Stores an attestation or signature bundle (JSON text) for a version.
+    pub async fn add_attestation(
+        &self,
+        model: &str,
+        version: u64,
+        bundle: &str,
+        actor: &str,
+    ) -> Result<u64, MetaError> {
+        self.get_version(model, version).await?;
+        for _ in 0..10 {
+            let mut tx = self.pool.begin().await?;
+            let seq: i64 =
+                sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 FROM attestations WHERE model = $1 AND version = $2")
+                    .bind(model)
+                    .bind(i(version))
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get(0)?;
+            let r = sqlx::query("INSERT INTO attestations (model, version, seq, bundle, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(model)
+                .bind(i(version))
+                .bind(seq)
+                .bind(bundle)
+                .bind(now())
+                .bind(actor)
+                .execute(&mut *tx)
+                .await;
+            match r {
+                Ok(_) => {
+                    tx.commit().await?;
+                    return Ok(u(seq));
+                }
+                Err(e) if is_unique_violation(&e) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(MetaError::Conflict("attestation number".into()))
+    }
+
+    pub async fn attestations(&self, model: &str, version: u64) -> Result<Vec<String>, MetaError> {
+        let rows = sqlx::query("SELECT bundle FROM attestations WHERE model = $1 AND version = $2 ORDER BY seq")
+            .bind(model)
+            .bind(i(version))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    /// Sets the promotion gate of an alias (policy JSON), or removes it with `None`.
+    pub async fn set_gate(&self, model: &str, alias: &str, policy: Option<&str>, actor: &str) -> Result<(), MetaError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM gates WHERE model = $1 AND alias = $2")
+            .bind(model)
+            .bind(alias)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(p) = policy {
+            sqlx::query("INSERT INTO gates (model, alias, policy, updated_at, updated_by) VALUES ($1, $2, $3, $4, $5)")
+                .bind(model)
+                .bind(alias)
+                .bind(p)
+                .bind(now())
+                .bind(actor)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn gate(&self, model: &str, alias: &str) -> Result<Option<String>, MetaError> {
+        let row = sqlx::query("SELECT policy FROM gates WHERE model = $1 AND alias = $2")
+            .bind(model)
+            .bind(alias)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get(0)?),
+            None => None,
+        })
     }
 
     pub async fn save_checkpoint(&self, size: u64, note: &str) -> Result<(), MetaError> {

@@ -20,6 +20,7 @@ use crate::audit::{Event, LogSigner};
 use crate::authz::{self, Action};
 use crate::blobs::{BlobError, BlobStore};
 use crate::crypto::{CryptoError, KeyProvider, LocalKeyFile};
+use crate::gates::{self, GatePolicy};
 use crate::meta::{Lineage, MetaError, MetaStore, Principal, VersionFile};
 
 /// Largest JSON request body.
@@ -261,6 +262,11 @@ pub fn router(reg: Arc<Registry>) -> Router {
             put(set_alias).get(get_alias).delete(delete_alias),
         )
         .route(
+            "/api/v1/models/{name}/versions/{version}/attestations",
+            get(list_attestations).post(add_attestation),
+        )
+        .route("/api/v1/models/{name}/gates/{alias}", put(set_gate).get(get_gate))
+        .route(
             "/api/v1/blobs/{digest}",
             put(put_blob).get(get_blob).layer(DefaultBodyLimit::disable()),
         )
@@ -451,6 +457,26 @@ async fn set_alias(
 ) -> ApiResult<Response> {
     let target = format!("model/{name}@{alias}");
     let p = reg.require(&headers, Action::Promote, Some(&name), &target).await?;
+    if let Some(policy) = reg.meta.gate(&name, &alias).await? {
+        let policy = GatePolicy::parse(&policy)
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("stored gate: {e}")))?;
+        let version = reg.meta.get_version(&name, b.version).await?;
+        let bundles = reg.meta.attestations(&name, b.version).await?;
+        let unmet = gates::unmet(&policy, &version, &bundles, &p.subject);
+        if !unmet.is_empty() {
+            reg.audit(
+                &p.key_id,
+                "promote",
+                &target,
+                "denied",
+                json!({ "version": b.version, "unmet": unmet }),
+            )
+            .await;
+            let body =
+                json!({ "error": format!("version {} does not meet the {alias} gate", b.version), "unmet": unmet });
+            return Ok((StatusCode::PRECONDITION_FAILED, Json(body)).into_response());
+        }
+    }
     reg.meta.set_alias(&name, &alias, Some(b.version), &p.subject).await?;
     reg.audit(
         &p.key_id,
@@ -744,4 +770,100 @@ async fn revoke_key(
     reg.audit(&p.key_id, "revoke-key", &format!("key/{id}"), "allowed", json!({}))
         .await;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn add_attestation(
+    State(reg): State<Arc<Registry>>,
+    headers: HeaderMap,
+    UrlPath((name, version)): UrlPath<(String, u64)>,
+    body: String,
+) -> ApiResult<Response> {
+    let target = format!("model/{name}@{version}");
+    let p = reg.require(&headers, Action::Push, Some(&name), &target).await?;
+    let bundle = palisade_sign::Bundle::from_json(body.as_bytes()).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("not a Sigstore bundle with a DSSE envelope: {e}"),
+        )
+    })?;
+    let predicate = bundle
+        .envelope()
+        .ok()
+        .and_then(|e| base64_payload(&e.payload))
+        .and_then(|p| serde_json::from_slice::<serde_json::Value>(&p).ok())
+        .and_then(|v| v.get("predicateType").and_then(|t| t.as_str()).map(str::to_owned))
+        .unwrap_or_default();
+    let seq = reg.meta.add_attestation(&name, version, &body, &p.subject).await?;
+    reg.audit(
+        &p.key_id,
+        "add-attestation",
+        &target,
+        "allowed",
+        json!({ "seq": seq, "predicate_type": predicate }),
+    )
+    .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "seq": seq, "predicate_type": predicate })),
+    )
+        .into_response())
+}
+
+fn base64_payload(p: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(p.trim()).ok()
+}
+
+async fn list_attestations(
+    State(reg): State<Arc<Registry>>,
+    headers: HeaderMap,
+    UrlPath((name, version)): UrlPath<(String, u64)>,
+) -> ApiResult<Response> {
+    reg.require(&headers, Action::Read, Some(&name), &format!("model/{name}@{version}"))
+        .await?;
+    let bundles: Vec<serde_json::Value> = reg
+        .meta
+        .attestations(&name, version)
+        .await?
+        .iter()
+        .filter_map(|b| serde_json::from_str(b).ok())
+        .collect();
+    Ok(Json(json!({ "attestations": bundles })).into_response())
+}
+
+async fn set_gate(
+    State(reg): State<Arc<Registry>>,
+    headers: HeaderMap,
+    UrlPath((name, alias)): UrlPath<(String, String)>,
+    body: String,
+) -> ApiResult<Response> {
+    let target = format!("model/{name}@{alias}/gate");
+    let p = reg.require(&headers, Action::ManageGates, Some(&name), &target).await?;
+    reg.meta.get_model(&name).await?;
+    let policy =
+        GatePolicy::parse(&body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("gate policy: {e}")))?;
+    let canonical =
+        serde_json::to_string(&policy).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    reg.meta.set_gate(&name, &alias, Some(&canonical), &p.subject).await?;
+    reg.audit(&p.key_id, "set-gate", &target, "allowed", json!({ "policy": policy }))
+        .await;
+    Ok(Json(policy).into_response())
+}
+
+async fn get_gate(
+    State(reg): State<Arc<Registry>>,
+    headers: HeaderMap,
+    UrlPath((name, alias)): UrlPath<(String, String)>,
+) -> ApiResult<Response> {
+    reg.require(
+        &headers,
+        Action::Read,
+        Some(&name),
+        &format!("model/{name}@{alias}/gate"),
+    )
+    .await?;
+    match reg.meta.gate(&name, &alias).await? {
+        Some(p) => Ok(([(header::CONTENT_TYPE, "application/json")], p).into_response()),
+        None => Err(ApiError(StatusCode::NOT_FOUND, format!("no gate on {name}@{alias}"))),
+    }
 }

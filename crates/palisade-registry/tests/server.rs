@@ -298,3 +298,207 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Pushes the files of `dir` as a new version of `model`; returns the version number.
+fn push_dir(s: &Server, token: &str, model: &str, dir: &Path) -> u64 {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let data = std::fs::read(e.path()).unwrap();
+        let digest = hex::encode(Sha256::digest(&data));
+        let (st, _) = call(
+            "PUT",
+            &format!("{}/api/v1/blobs/{digest}", s.base),
+            Some(token),
+            Some(data.clone()),
+        );
+        assert!(st == 201 || st == 200);
+        files.push(json!({ "path": e.file_name().to_str().unwrap(), "digest": digest, "size": data.len() }));
+    }
+    let (st, v) = json_call(
+        "POST",
+        s,
+        &format!("/api/v1/models/{model}/versions"),
+        Some(token),
+        json!({ "files": files }),
+    );
+    assert_eq!(st, 201, "{v}");
+    v["version"].as_u64().unwrap()
+}
+
+fn upload(s: &Server, token: &str, model: &str, version: u64, bundle: &palisade_sign::Bundle) {
+    let (st, body) = call(
+        "POST",
+        &format!("{}/api/v1/models/{model}/versions/{version}/attestations", s.base),
+        Some(token),
+        Some(bundle.to_json()),
+    );
+    assert_eq!(st, 201, "{}", String::from_utf8_lossy(&body));
+}
+
+#[test]
+fn promotion_gates_require_signed_evidence() {
+    use palisade_sign::model::{self, Signer};
+    use palisade_sign::{attestation, Curve, SigningKey};
+
+    let home = tempfile::tempdir().unwrap();
+    let (s, admin) = start(home.path());
+    let admin = admin.unwrap();
+    let key = |subject: &str, roles: Value| {
+        let (_, v) = json_call(
+            "POST",
+            &s,
+            "/api/v1/keys",
+            Some(&admin),
+            json!({ "subject": subject, "roles": roles }),
+        );
+        v["token"].as_str().unwrap().to_owned()
+    };
+    let publisher = key("ci", json!(["publisher"]));
+    let approver = key("rm", json!(["approver"]));
+    let both = key("solo", json!(["publisher", "approver"]));
+    json_call("POST", &s, "/api/v1/models", Some(&publisher), json!({ "name": "m" }));
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("weights.bin"), vec![9u8; 5000]).unwrap();
+    std::fs::write(dir.path().join("config.json"), b"{}").unwrap();
+    let v1 = push_dir(&s, &publisher, "m", dir.path());
+
+    let release = SigningKey::generate(Curve::P256);
+    let stranger = SigningKey::generate(Curve::P256);
+    let pem = release.verifying_key().to_pem().unwrap();
+    let policy = json!({
+        "signature": { "trusted_keys": [pem] },
+        "scan": { "trusted_keys": [pem], "fail_on": "high" },
+        "separation_of_duties": true,
+    });
+    assert_eq!(
+        json_call(
+            "PUT",
+            &s,
+            "/api/v1/models/m/gates/production",
+            Some(&approver),
+            policy.clone()
+        )
+        .0,
+        403,
+        "gates are set by admins"
+    );
+    assert_eq!(
+        json_call(
+            "PUT",
+            &s,
+            "/api/v1/models/m/gates/production",
+            Some(&admin),
+            json!({ "signature": { "trusted_keys": ["not a key"] } })
+        )
+        .0,
+        400
+    );
+    assert_eq!(
+        json_call("PUT", &s, "/api/v1/models/m/gates/production", Some(&admin), policy).0,
+        200
+    );
+
+    let promote = |token: &str, v: u64| {
+        json_call(
+            "PUT",
+            &s,
+            "/api/v1/models/m/aliases/production",
+            Some(token),
+            json!({ "version": v }),
+        )
+    };
+    let (st, body) = promote(&approver, v1);
+    assert_eq!(st, 412);
+    assert_eq!(body["unmet"].as_array().unwrap().len(), 2, "{body}");
+
+    let manifest = palisade_sign::serialize::hash_model(dir.path(), &Default::default(), &|_| {}).unwrap();
+    let signer = |k: &SigningKey| Signer {
+        key: k.clone(),
+        certificates: vec![],
+    };
+    // A signature by a key the gate does not trust does not count.
+    upload(
+        &s,
+        &publisher,
+        "m",
+        v1,
+        &model::sign_manifest(&manifest, &signer(&stranger)).unwrap(),
+    );
+    upload(
+        &s,
+        &publisher,
+        "m",
+        v1,
+        &attestation::attest(
+            &manifest,
+            attestation::SCAN_PREDICATE_TYPE,
+            json!({ "result": "findings", "highestSeverity": "critical" }),
+            &signer(&release),
+        )
+        .unwrap(),
+    );
+    let (st, body) = promote(&approver, v1);
+    assert_eq!(st, 412);
+    let unmet: Vec<String> = serde_json::from_value(body["unmet"].clone()).unwrap();
+    assert!(unmet.iter().any(|u| u.contains("model signature")), "{unmet:?}");
+    assert!(
+        unmet.iter().any(|u| u.contains("no finding at or above high")),
+        "{unmet:?}"
+    );
+
+    upload(
+        &s,
+        &publisher,
+        "m",
+        v1,
+        &model::sign_manifest(&manifest, &signer(&release)).unwrap(),
+    );
+    upload(
+        &s,
+        &publisher,
+        "m",
+        v1,
+        &attestation::attest(
+            &manifest,
+            attestation::SCAN_PREDICATE_TYPE,
+            json!({ "result": "findings", "highestSeverity": "low" }),
+            &signer(&release),
+        )
+        .unwrap(),
+    );
+    assert_eq!(promote(&approver, v1).0, 200);
+
+    // Separation of duties: whoever pushed a version may not promote it.
+    std::fs::write(dir.path().join("weights.bin"), vec![8u8; 5000]).unwrap();
+    let v2 = push_dir(&s, &both, "m", dir.path());
+    let manifest = palisade_sign::serialize::hash_model(dir.path(), &Default::default(), &|_| {}).unwrap();
+    upload(
+        &s,
+        &both,
+        "m",
+        v2,
+        &model::sign_manifest(&manifest, &signer(&release)).unwrap(),
+    );
+    upload(
+        &s,
+        &both,
+        "m",
+        v2,
+        &attestation::attest(
+            &manifest,
+            attestation::SCAN_PREDICATE_TYPE,
+            json!({ "result": "clean", "highestSeverity": null }),
+            &signer(&release),
+        )
+        .unwrap(),
+    );
+    let (st, body) = promote(&both, v2);
+    assert_eq!(st, 412);
+    assert_eq!(body["unmet"].as_array().unwrap().len(), 1, "{body}");
+    assert!(body["unmet"][0]
+        .as_str()
+        .unwrap()
+        .contains("approver other than the publisher"));
+    assert_eq!(promote(&approver, v2).0, 200);
+}
