@@ -1,6 +1,6 @@
 //! Encryption at rest: every blob gets a fresh 256-bit data key and is encrypted with
-//! AES-256-GCM in the STREAM construction (Hoang, Reyhanitabar, Rogaway, Vizár 2015, as
-//! RustCrypto's `aead::stream::EncryptorBE32` implements it: a 7-byte random nonce prefix,
+//! AES-256-GCM (ring) in the STREAM construction (Hoang, Reyhanitabar, Rogaway, Vizár 2015,
+//! with the nonce layout of RustCrypto's `aead::stream::StreamBE32`: a 7-byte random prefix,
 //! a 32-bit big-endian chunk counter and a last-chunk flag), so a blob of any size is
 //! streamed in 1 MiB chunks, chunks cannot be reordered, dropped or truncated, and every
 //! chunk authenticates the blob header and the blob's identity (its digest) as associated
@@ -13,12 +13,10 @@
 use std::io::{Read, Write};
 use std::path::Path;
 
-use aes_gcm::aead::stream::{DecryptorBE32, EncryptorBE32};
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use rand_core::{OsRng, RngCore};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
@@ -55,8 +53,8 @@ impl DataKey {
         DataKey(k)
     }
 
-    fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new(self.0.as_ref().into())
+    fn cipher(&self) -> Result<LessSafeKey, CryptoError> {
+        aes_key(&self.0)
     }
 }
 
@@ -133,22 +131,17 @@ impl KeyProvider for LocalKeyFile {
     }
 
     fn wrap(&self, key: &DataKey, aad: &[u8]) -> Result<WrappedKey, CryptoError> {
-        let cipher = Aes256Gcm::new(self.key.as_ref().into());
+        let cipher = aes_key(&self.key)?;
         let mut nonce = [0u8; 12];
         OsRng.fill_bytes(&mut nonce);
-        let ct = cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: key.0.as_ref(),
-                    aad,
-                },
-            )
+        let mut buf = key.0.to_vec();
+        cipher
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut buf)
             .map_err(|_| CryptoError::Unwrap(self.id.clone()))?;
         Ok(WrappedKey {
             kek_id: self.id.clone(),
             nonce: B64.encode(nonce),
-            ciphertext: B64.encode(ct),
+            ciphertext: B64.encode(buf),
         })
     }
 
@@ -157,20 +150,37 @@ impl KeyProvider for LocalKeyFile {
         if w.kek_id != self.id {
             return Err(fail());
         }
-        let nonce = B64.decode(&w.nonce).map_err(|_| fail())?;
-        let ct = B64.decode(&w.ciphertext).map_err(|_| fail())?;
-        if nonce.len() != 12 {
-            return Err(fail());
-        }
-        let cipher = Aes256Gcm::new(self.key.as_ref().into());
-        let pt = Zeroizing::new(
-            cipher
-                .decrypt(Nonce::from_slice(&nonce), Payload { msg: &ct, aad })
-                .map_err(|_| fail())?,
-        );
-        let key: [u8; 32] = pt.as_slice().try_into().map_err(|_| fail())?;
+        let nonce: [u8; 12] = B64
+            .decode(&w.nonce)
+            .map_err(|_| fail())?
+            .try_into()
+            .map_err(|_| fail())?;
+        let mut ct = Zeroizing::new(B64.decode(&w.ciphertext).map_err(|_| fail())?);
+        let cipher = aes_key(&self.key)?;
+        let pt = cipher
+            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut ct)
+            .map_err(|_| fail())?;
+        let key: [u8; 32] = (&*pt).try_into().map_err(|_| fail())?;
         Ok(DataKey(Zeroizing::new(key)))
     }
+}
+
+fn aes_key(key: &[u8; 32]) -> Result<LessSafeKey, CryptoError> {
+    UnboundKey::new(&AES_256_GCM, key)
+        .map(LessSafeKey::new)
+        .map_err(|_| CryptoError::Format)
+}
+
+/// The STREAM nonce for chunk `counter`: prefix ‖ counter (u32 big-endian) ‖ last-chunk
+/// flag — the layout of RustCrypto's `aead::stream::StreamBE32`, so blobs written here
+/// decrypt with that implementation (checked by a test).
+fn stream_nonce(prefix: &[u8], counter: u64, last: bool) -> Result<Nonce, CryptoError> {
+    let counter = u32::try_from(counter).map_err(|_| CryptoError::Format)?;
+    let mut n = [0u8; 12];
+    n[..PREFIX].copy_from_slice(prefix);
+    n[PREFIX..PREFIX + 4].copy_from_slice(&counter.to_be_bytes());
+    n[11] = u8::from(last);
+    Ok(Nonce::assume_unique_for_key(n))
 }
 
 /// Re-wraps a data key from one key-encryption key to another (key rotation).
@@ -230,23 +240,20 @@ pub fn encrypt(
     header.extend_from_slice(&(CHUNK as u32).to_le_bytes());
     output.write_all(&header)?;
     let aad = chunk_aad(&header, identity);
-    let mut enc = Some(EncryptorBE32::from_aead(key.cipher(), prefix.as_ref().into()));
+    let cipher = key.cipher()?;
     let mut sha = Sha256::new();
     let mut size = 0u64;
+    let mut counter = 0u64;
     chunked(input, output, CHUNK, &mut |chunk, last| {
         sha.update(chunk);
         size += chunk.len() as u64;
-        let msg = Payload { msg: chunk, aad: &aad };
-        let ct = match (last, enc.take()) {
-            (true, Some(e)) => e.encrypt_last(msg),
-            (false, Some(mut e)) => {
-                let ct = e.encrypt_next(msg);
-                enc = Some(e);
-                ct
-            }
-            (_, None) => return Err(CryptoError::Format),
-        };
-        ct.map_err(|_| CryptoError::Tampered)
+        let mut buf = Vec::with_capacity(chunk.len() + TAG);
+        buf.extend_from_slice(chunk);
+        cipher
+            .seal_in_place_append_tag(stream_nonce(&prefix, counter, last)?, Aad::from(&aad), &mut buf)
+            .map_err(|_| CryptoError::Tampered)?;
+        counter += 1;
+        Ok(buf)
     })?;
     Ok((sha.finalize().into(), size))
 }
@@ -269,24 +276,22 @@ pub fn decrypt(
         return Err(CryptoError::Format);
     }
     let aad = chunk_aad(&header, identity);
-    let mut dec = Some(DecryptorBE32::from_aead(key.cipher(), header[8..15].into()));
+    let cipher = key.cipher()?;
+    let prefix = header[8..8 + PREFIX].to_vec();
     let mut sha = Sha256::new();
     let mut size = 0u64;
+    let mut counter = 0u64;
     chunked(input, output, CHUNK + TAG, &mut |chunk, last| {
-        let msg = Payload { msg: chunk, aad: &aad };
-        let pt = match (last, dec.take()) {
-            (true, Some(d)) => d.decrypt_last(msg),
-            (false, Some(mut d)) => {
-                let pt = d.decrypt_next(msg);
-                dec = Some(d);
-                pt
-            }
-            (_, None) => return Err(CryptoError::Format),
-        }
-        .map_err(|_| CryptoError::Tampered)?;
-        sha.update(&pt);
-        size += pt.len() as u64;
-        Ok(pt)
+        let mut buf = chunk.to_vec();
+        let pt = cipher
+            .open_in_place(stream_nonce(&prefix, counter, last)?, Aad::from(&aad), &mut buf)
+            .map_err(|_| CryptoError::Tampered)?;
+        let n = pt.len();
+        sha.update(&buf[..n]);
+        size += n as u64;
+        counter += 1;
+        buf.truncate(n);
+        Ok(buf)
     })?;
     Ok((sha.finalize().into(), size))
 }
@@ -343,6 +348,49 @@ mod tests {
             Err(CryptoError::Tampered)
         ));
         assert!(dec(&ct, b"blob-a", &key).is_ok());
+    }
+
+    /// Blobs are RustCrypto `aead::stream` STREAM-BE32 ciphertexts: the reference
+    /// implementation decrypts ours, and we decrypt its.
+    #[test]
+    fn matches_rustcrypto_stream_be32() {
+        use aes_gcm::aead::stream::{DecryptorBE32, EncryptorBE32};
+        use aes_gcm::aead::{KeyInit, Payload};
+        let data: Vec<u8> = (0..(2 * CHUNK + 777)).map(|i| (i % 253) as u8).collect();
+        let key = DataKey::generate();
+        let mut ours = Vec::new();
+        encrypt(&mut &data[..], &mut ours, &key, b"id").unwrap();
+        let header = &ours[..HEADER];
+        let aad = chunk_aad(header, b"id");
+        let cipher = aes_gcm::Aes256Gcm::new(key.0.as_ref().into());
+        let mut dec = DecryptorBE32::from_aead(cipher.clone(), header[8..15].into());
+        let body = &ours[HEADER..];
+        let mut pt = Vec::new();
+        let mut chunks = body.chunks(CHUNK + TAG).peekable();
+        while let Some(c) = chunks.next() {
+            if chunks.peek().is_some() {
+                pt.extend(dec.decrypt_next(Payload { msg: c, aad: &aad }).unwrap());
+            } else {
+                pt.extend(dec.decrypt_last(Payload { msg: c, aad: &aad }).unwrap());
+                break;
+            }
+        }
+        assert!(pt == data);
+        // And theirs decrypts here.
+        let mut theirs = header.to_vec();
+        let mut enc = EncryptorBE32::from_aead(cipher, header[8..15].into());
+        let mut parts = data.chunks(CHUNK).peekable();
+        while let Some(c) = parts.next() {
+            if parts.peek().is_some() {
+                theirs.extend(enc.encrypt_next(Payload { msg: c, aad: &aad }).unwrap());
+            } else {
+                theirs.extend(enc.encrypt_last(Payload { msg: c, aad: &aad }).unwrap());
+                break;
+            }
+        }
+        let mut back = Vec::new();
+        decrypt(&mut &theirs[..], &mut back, &key, b"id").unwrap();
+        assert!(back == data);
     }
 
     #[test]

@@ -108,6 +108,7 @@ pub fn push(args: PushArgs) -> Result<u8> {
             .put(&url)
             .header("Authorization", &c.auth()?)
             .header("Content-Type", "application/octet-stream")
+            .header("Content-Length", size.to_string())
             .send(ureq::SendBody::from_reader(&mut reader))
             .with_context(|| format!("cannot upload {display}"))?;
         let status = resp.status().as_u16();
@@ -200,20 +201,28 @@ pub fn pull(args: PullArgs) -> Result<u8> {
             .map_err(|e| e.error)
             .with_context(|| format!("cannot write {}", dest.display()))?;
     }
-    // The files together must be the version the registry named.
-    let manifest = palisade_sign::serialize::hash_model(&args.output, &HashConfig::default(), &|_| {})?;
-    if Some(manifest.root_digest_hex().as_str()) != v["digest"].as_str() {
+    // The verified file digests together must be the version the registry named (the
+    // OpenSSF root digest: SHA-256 over file digests in path-component order).
+    let mut resources: Vec<palisade_sign::serialize::Resource> = files
+        .iter()
+        .map(|f| palisade_sign::serialize::Resource {
+            name: f["path"].as_str().unwrap_or_default().to_owned(),
+            algorithm: "sha256".to_owned(),
+            digest: hex::decode(f["digest"].as_str().unwrap_or_default()).unwrap_or_default(),
+        })
+        .collect();
+    resources.sort_by(|a, b| a.name.split('/').cmp(b.name.split('/')));
+    let root = hex::encode(palisade_sign::serialize::root_digest(&resources));
+    if Some(root.as_str()) != v["digest"].as_str() {
         bail!(
-            "the pulled files hash to sha256:{}, not the version's {}",
-            manifest.root_digest_hex(),
+            "the pulled files hash to sha256:{root}, not the version's {}",
             v["digest"]
         );
     }
     println!(
-        "pulled {name}@{} ({} files, sha256:{}) into {}",
+        "pulled {name}@{} ({} files, sha256:{root}) into {}",
         v["version"],
         files.len(),
-        manifest.root_digest_hex(),
         args.output.display()
     );
     Ok(EXIT_CLEAN)
