@@ -33,7 +33,6 @@ pub struct Registry {
     pub blobs: BlobStore,
     pub kek: Box<dyn KeyProvider>,
     pub log: LogSigner,
-    tmp: PathBuf,
     checkpoint_lock: tokio::sync::Mutex<()>,
 }
 
@@ -96,8 +95,6 @@ pub async fn open(home: &Path, database_url: Option<&str>, max_blob: u64) -> Res
     };
     let meta = MetaStore::connect(&url).await?;
     let blobs = BlobStore::open(&home.join("store"), max_blob)?;
-    let tmp = home.join("tmp");
-    private_dir(&tmp)?;
     let first_admin_token = if meta.count_api_keys().await? == 0 {
         let (_, token) = meta.create_api_key("admin", &["admin".to_owned()]).await?;
         Some(token)
@@ -109,7 +106,6 @@ pub async fn open(home: &Path, database_url: Option<&str>, max_blob: u64) -> Res
         blobs,
         kek: Box::new(kek),
         log,
-        tmp,
         checkpoint_lock: tokio::sync::Mutex::new(()),
     });
     Ok(Opened {
@@ -576,28 +572,15 @@ async fn get_blob(
     let target = format!("blob/{digest}");
     let p = reg.require(&headers, Action::Read, None, &target).await?;
     let rec = reg.meta.get_blob(&digest).await?;
-    // Decrypt and verify completely before the first byte is sent.
+    // First pass: decrypt and verify the whole blob (nothing kept) before the first byte
+    // is sent; a failure is refused and audited as tampering.
     let r2 = reg.clone();
     let rec2 = rec.clone();
-    let result = tokio::task::spawn_blocking(move || -> Result<tempfile::NamedTempFile, BlobError> {
-        let tmp = tempfile::NamedTempFile::new_in(&r2.tmp).map_err(|source| BlobError::Io {
-            path: r2.tmp.clone(),
-            source,
-        })?;
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
-        r2.blobs.get(&rec2, &mut w, r2.kek.as_ref())?;
-        use std::io::Write as _;
-        w.flush().map_err(|source| BlobError::Io {
-            path: tmp.path().to_path_buf(),
-            source,
-        })?;
-        drop(w);
-        Ok(tmp)
-    })
-    .await
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let tmp = match result {
-        Ok(t) => t,
+    let verified = tokio::task::spawn_blocking(move || r2.blobs.get(&rec2, &mut std::io::sink(), r2.kek.as_ref()))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    match verified {
+        Ok(_) => {}
         Err(e @ (BlobError::Crypto(_) | BlobError::Missing(_))) => {
             reg.audit(
                 &p.key_id,
@@ -613,17 +596,25 @@ async fn get_blob(
             ));
         }
         Err(e) => return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
-    };
-    // Open, then unlink: the file lives while the response streams it.
-    let file = tokio::fs::File::open(tmp.path())
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    drop(tmp);
-    let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
+    }
+    // Second pass: decrypt again (every chunk is authenticated again) straight into the
+    // response. A blob altered between the passes fails its chunk's authentication and
+    // the response is cut short, which every client (and `palisade pull`) rejects.
+    let size = rec.size;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(4);
+    let r3 = reg.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut w = ChannelWriter { tx: tx.clone() };
+        if let Err(e) = r3.blobs.get(&rec, &mut w, r3.kek.as_ref()) {
+            tracing::error!("blob {} failed during streaming: {e}", rec.digest);
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    let stream = tokio_stream_from(rx);
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
-            (header::CONTENT_LENGTH, rec.size.to_string()),
+            (header::CONTENT_LENGTH, size.to_string()),
         ],
         Body::from_stream(stream),
     )
@@ -866,4 +857,28 @@ async fn get_gate(
         Some(p) => Ok(([(header::CONTENT_TYPE, "application/json")], p).into_response()),
         None => Err(ApiError(StatusCode::NOT_FOUND, format!("no gate on {name}@{alias}"))),
     }
+}
+
+/// A `Write` that forwards each write as a body chunk (from a blocking thread).
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<Result<axum::body::Bytes, std::io::Error>>,
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tx
+            .blocking_send(Ok(axum::body::Bytes::copy_from_slice(buf)))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<axum::body::Bytes, std::io::Error>>,
+) -> impl futures_util::Stream<Item = Result<axum::body::Bytes, std::io::Error>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }

@@ -183,17 +183,31 @@ pub fn pull(args: PullArgs) -> Result<u8> {
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
         let mut body = resp.into_body();
         let mut reader = body.as_reader();
-        let mut sha = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
+        // Hash on a second thread while this one downloads and writes.
+        let (chunks, hashed) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let hasher = std::thread::spawn(move || {
+            let mut sha = Sha256::new();
+            for c in hashed {
+                sha.update(&c);
+            }
+            hex::encode(sha.finalize())
+        });
         loop {
+            let mut buf = vec![0u8; 1 << 20];
             let n = palisade_core::io::read_full(&mut reader, &mut buf)?;
             if n == 0 {
                 break;
             }
-            sha.update(&buf[..n]);
-            tmp.write_all(&buf[..n])?;
+            buf.truncate(n);
+            tmp.write_all(&buf)?;
+            if chunks.send(buf).is_err() {
+                bail!("{path}: the hashing thread stopped");
+            }
         }
-        let got = hex::encode(sha.finalize());
+        drop(chunks);
+        let got = hasher
+            .join()
+            .map_err(|_| anyhow!("{path}: the hashing thread failed"))?;
         if got != digest {
             bail!("{path}: downloaded content hashes to {got}, not {digest}; discarded");
         }
