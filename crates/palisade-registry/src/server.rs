@@ -158,7 +158,16 @@ impl From<MetaError> for ApiError {
 type ApiResult<T> = Result<T, ApiError>;
 
 impl Registry {
-    async fn audit(&self, actor: &str, action: &str, target: &str, outcome: &str, detail: serde_json::Value) {
+    /// Appends an audit event. A change whose event cannot be recorded is reported to the
+    /// client as a failure (500), never acknowledged silently.
+    async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        outcome: &str,
+        detail: serde_json::Value,
+    ) -> ApiResult<()> {
         let detail = match detail {
             serde_json::Value::Object(m) => m.into_iter().collect(),
             _ => Default::default(),
@@ -172,9 +181,13 @@ impl Registry {
             outcome: outcome.to_owned(),
             detail,
         };
-        if let Err(e) = self.meta.append_event(event).await {
+        self.meta.append_event(event).await.map(|_| ()).map_err(|e| {
             tracing::error!("audit append failed: {e}");
-        }
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the audit log could not record this request: {e}"),
+            )
+        })
     }
 
     /// Signs a checkpoint of the whole log if it grew since the last one; returns the
@@ -212,28 +225,30 @@ impl Registry {
             None => None,
         };
         let Some(p) = principal else {
-            self.audit(
-                "anonymous",
-                action.name(),
-                target,
-                "denied",
-                json!({ "reason": "no valid credentials" }),
-            )
-            .await;
+            let _ = self
+                .audit(
+                    "anonymous",
+                    action.name(),
+                    target,
+                    "denied",
+                    json!({ "reason": "no valid credentials" }),
+                )
+                .await;
             return Err(ApiError(
                 StatusCode::UNAUTHORIZED,
                 "authentication required: Authorization: Bearer <API key>".into(),
             ));
         };
         if !authz::allowed(&p, action, model) {
-            self.audit(
-                &p.key_id,
-                action.name(),
-                target,
-                "denied",
-                json!({ "reason": "not permitted", "roles": p.roles }),
-            )
-            .await;
+            let _ = self
+                .audit(
+                    &p.key_id,
+                    action.name(),
+                    target,
+                    "denied",
+                    json!({ "reason": "not permitted", "roles": p.roles }),
+                )
+                .await;
             return Err(ApiError(
                 StatusCode::FORBIDDEN,
                 format!("{} may not {} {target}", p.subject, action.name()),
@@ -295,7 +310,7 @@ async fn create_model(
         .await?;
     let created = reg.meta.create_model(&m.name, &m.description, &p.subject).await?;
     reg.audit(&p.key_id, "create-model", &target, "allowed", json!({}))
-        .await;
+        .await?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
@@ -436,7 +451,7 @@ async fn create_version(
         "allowed",
         json!({ "digest": digest }),
     )
-    .await;
+    .await?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
@@ -460,14 +475,15 @@ async fn set_alias(
         let bundles = reg.meta.attestations(&name, b.version).await?;
         let unmet = gates::unmet(&policy, &version, &bundles, &p.subject);
         if !unmet.is_empty() {
-            reg.audit(
-                &p.key_id,
-                "promote",
-                &target,
-                "denied",
-                json!({ "version": b.version, "unmet": unmet }),
-            )
-            .await;
+            let _ = reg
+                .audit(
+                    &p.key_id,
+                    "promote",
+                    &target,
+                    "denied",
+                    json!({ "version": b.version, "unmet": unmet }),
+                )
+                .await;
             let body =
                 json!({ "error": format!("version {} does not meet the {alias} gate", b.version), "unmet": unmet });
             return Ok((StatusCode::PRECONDITION_FAILED, Json(body)).into_response());
@@ -481,7 +497,7 @@ async fn set_alias(
         "allowed",
         json!({ "version": b.version }),
     )
-    .await;
+    .await?;
     reg.checkpoint().await?;
     Ok(Json(json!({ "model": name, "alias": alias, "version": b.version })).into_response())
 }
@@ -495,7 +511,7 @@ async fn delete_alias(
     let p = reg.require(&headers, Action::Promote, Some(&name), &target).await?;
     reg.meta.set_alias(&name, &alias, None, &p.subject).await?;
     reg.audit(&p.key_id, "remove-alias", &target, "allowed", json!({}))
-        .await;
+        .await?;
     reg.checkpoint().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -539,14 +555,15 @@ async fn put_blob(
                 BlobError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             };
-            reg.audit(
-                &p.key_id,
-                "push-blob",
-                &target,
-                "failed",
-                json!({ "error": e.to_string() }),
-            )
-            .await;
+            let _ = reg
+                .audit(
+                    &p.key_id,
+                    "push-blob",
+                    &target,
+                    "failed",
+                    json!({ "error": e.to_string() }),
+                )
+                .await;
             return Err(ApiError(status, e.to_string()));
         }
     };
@@ -556,7 +573,7 @@ async fn put_blob(
         let _ = std::fs::remove_file(reg.blobs.file_of(&rec));
     }
     reg.audit(&p.key_id, "push-blob", &target, "allowed", json!({ "size": kept.size }))
-        .await;
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "digest": kept.digest, "size": kept.size, "existed": false })),
@@ -582,14 +599,15 @@ async fn get_blob(
     match verified {
         Ok(_) => {}
         Err(e @ (BlobError::Crypto(_) | BlobError::Missing(_))) => {
-            reg.audit(
-                &p.key_id,
-                "pull-blob",
-                &target,
-                "tamper",
-                json!({ "error": e.to_string() }),
-            )
-            .await;
+            let _ = reg
+                .audit(
+                    &p.key_id,
+                    "pull-blob",
+                    &target,
+                    "tamper",
+                    json!({ "error": e.to_string() }),
+                )
+                .await;
             return Err(ApiError(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("refused: the stored blob failed verification ({e}); recorded as a tamper event"),
@@ -606,6 +624,10 @@ async fn get_blob(
     tokio::task::spawn_blocking(move || {
         let mut w = ChannelWriter { tx: tx.clone() };
         if let Err(e) = r3.blobs.get(&rec, &mut w, r3.kek.as_ref()) {
+            if tx.is_closed() {
+                tracing::debug!("blob {}: the client went away during the download", rec.digest);
+                return;
+            }
             tracing::error!("blob {} failed during streaming: {e}", rec.digest);
             let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
         }
@@ -660,28 +682,37 @@ struct InclusionQuery {
     size: u64,
 }
 
+/// The leaf hashes of the first `size` events, for a proof request.
+async fn tree_prefix(reg: &Registry, headers: &HeaderMap, size: u64) -> ApiResult<Vec<merkle::Hash>> {
+    reg.require(headers, Action::Read, None, "audit/proof").await?;
+    let mut leaves = reg.meta.leaves().await?;
+    let n = leaves.len();
+    match usize::try_from(size) {
+        Ok(size) if size >= 1 && size <= n => {
+            leaves.truncate(size);
+            Ok(leaves)
+        }
+        _ => Err(ApiError(StatusCode::BAD_REQUEST, format!("tree size must be 1..={n}"))),
+    }
+}
+
+fn proof_response(fields: serde_json::Value, proof: &[merkle::Hash]) -> Response {
+    let mut body = fields;
+    body["hashes"] = json!(proof.iter().map(hex::encode).collect::<Vec<_>>());
+    Json(body).into_response()
+}
+
 async fn inclusion_proof(
     State(reg): State<Arc<Registry>>,
     headers: HeaderMap,
     Query(q): Query<InclusionQuery>,
 ) -> ApiResult<Response> {
-    reg.require(&headers, Action::Read, None, "audit/proof").await?;
-    let leaves = reg.meta.leaves().await?;
-    let size = usize::try_from(q.size).unwrap_or(usize::MAX);
-    if size == 0 || size > leaves.len() {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("size must be 1..={}", leaves.len()),
-        ));
-    }
+    let leaves = tree_prefix(&reg, &headers, q.size).await?;
     let proof = usize::try_from(q.seq)
         .ok()
-        .and_then(|i| merkle::inclusion_proof(i, &leaves[..size]))
+        .and_then(|i| merkle::inclusion_proof(i, &leaves))
         .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, "seq must be below size".into()))?;
-    Ok(
-        Json(json!({ "seq": q.seq, "size": q.size, "hashes": proof.iter().map(hex::encode).collect::<Vec<_>>() }))
-            .into_response(),
-    )
+    Ok(proof_response(json!({ "seq": q.seq, "size": q.size }), &proof))
 }
 
 #[derive(Deserialize)]
@@ -695,23 +726,12 @@ async fn consistency_proof(
     headers: HeaderMap,
     Query(q): Query<ConsistencyQuery>,
 ) -> ApiResult<Response> {
-    reg.require(&headers, Action::Read, None, "audit/proof").await?;
-    let leaves = reg.meta.leaves().await?;
-    let to = usize::try_from(q.to).unwrap_or(usize::MAX);
-    if to > leaves.len() {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("to must be at most {}", leaves.len()),
-        ));
-    }
+    let leaves = tree_prefix(&reg, &headers, q.to).await?;
     let proof = usize::try_from(q.from)
         .ok()
-        .and_then(|m| merkle::consistency_proof(m, &leaves[..to]))
+        .and_then(|m| merkle::consistency_proof(m, &leaves))
         .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, "need 0 < from <= to".into()))?;
-    Ok(
-        Json(json!({ "from": q.from, "to": q.to, "hashes": proof.iter().map(hex::encode).collect::<Vec<_>>() }))
-            .into_response(),
-    )
+    Ok(proof_response(json!({ "from": q.from, "to": q.to }), &proof))
 }
 
 #[derive(Deserialize)]
@@ -743,7 +763,7 @@ async fn create_key(
         "allowed",
         json!({ "subject": k.subject, "roles": k.roles }),
     )
-    .await;
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "id": created.key_id, "token": token })),
@@ -759,7 +779,7 @@ async fn revoke_key(
     let p = reg.require(&headers, Action::ManageKeys, None, "keys").await?;
     reg.meta.revoke_api_key(&id).await?;
     reg.audit(&p.key_id, "revoke-key", &format!("key/{id}"), "allowed", json!({}))
-        .await;
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -792,7 +812,7 @@ async fn add_attestation(
         "allowed",
         json!({ "seq": seq, "predicate_type": predicate }),
     )
-    .await;
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "seq": seq, "predicate_type": predicate })),
@@ -837,7 +857,7 @@ async fn set_gate(
         serde_json::to_string(&policy).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     reg.meta.set_gate(&name, &alias, Some(&canonical), &p.subject).await?;
     reg.audit(&p.key_id, "set-gate", &target, "allowed", json!({ "policy": policy }))
-        .await;
+        .await?;
     Ok(Json(policy).into_response())
 }
 

@@ -27,7 +27,7 @@ pub fn attest(
 ) -> Result<Bundle, SignError> {
     let statement = Statement::new(subject(manifest), predicate_type, predicate);
     let envelope = palisade_core::attest::sign_statement(&statement, &signer.key)?;
-    let material = model::material(signer)?;
+    let material = signer.material()?;
     Ok(Bundle::new(material, envelope))
 }
 

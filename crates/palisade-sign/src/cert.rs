@@ -3,8 +3,6 @@
 //! trust anchor the user supplied, with signature, validity-time, CA and key-usage checks.
 //! Only ECDSA (P-256/P-384 keys, SHA-256/384 signatures) is accepted anywhere in a chain.
 
-use std::time::Duration;
-
 use sha2::{Digest as _, Sha256, Sha384};
 use x509_cert::der::oid::ObjectIdentifier;
 use x509_cert::der::{Decode, Encode};
@@ -267,14 +265,6 @@ pub fn verify_chain(leaf: &Cert, intermediates: &[Cert], anchors: &[Cert], at: u
         current = next;
     }
     Err(CertError::Untrusted(format!("chain longer than {MAX_CHAIN}")))
-}
-
-/// Seconds since 1970 now.
-pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs()
 }
 
 #[cfg(test)]

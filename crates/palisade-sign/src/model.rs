@@ -114,13 +114,9 @@ pub struct Signer {
     pub certificates: Vec<Vec<u8>>,
 }
 
-/// The verification material a signer puts in its bundles.
-pub(crate) fn material(signer: &Signer) -> Result<VerificationMaterial, KeyError> {
-    signer.material()
-}
-
 impl Signer {
-    fn material(&self) -> Result<VerificationMaterial, KeyError> {
+    /// The verification material this signer puts in its bundles.
+    pub(crate) fn material(&self) -> Result<VerificationMaterial, KeyError> {
         if self.certificates.is_empty() {
             Ok(VerificationMaterial {
                 public_key: Some(PublicKeyIdentifier {

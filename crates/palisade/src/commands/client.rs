@@ -24,6 +24,9 @@ impl Client {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(std::time::Duration::from_secs(10)))
+            // A registry that accepts a request and never answers must not hang the CLI;
+            // bodies themselves may take as long as their size needs.
+            .timeout_recv_response(Some(std::time::Duration::from_secs(300)))
             .build()
             .into();
         Client {

@@ -376,7 +376,7 @@ pub fn attest_scan(model: &Path, key_path: &Path, output: &Path, report: &palisa
             "version": env!("CARGO_PKG_VERSION"),
             "policyVersion": palisade_scan::POLICY_VERSION,
         },
-        "scannedAt": palisade_core::time::rfc3339(palisade_sign::cert::now()),
+        "scannedAt": palisade_core::time::rfc3339(palisade_core::time::now_secs()),
         "result": result,
         "highestSeverity": highest,
         "findingCounts": report.summary.findings,
