@@ -18,6 +18,8 @@ pub mod decode;
 pub mod eval;
 mod guard;
 pub mod normalize;
+pub mod pii;
+pub mod secrets;
 pub mod redact;
 pub mod rules;
 pub mod signatures;
