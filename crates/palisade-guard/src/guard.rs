@@ -1,11 +1,14 @@
 //! [`Guard`]: the configured pipeline the CLI and the gateway call.
 
 use crate::classifier::Model;
-use crate::config::GuardConfig;
+use crate::config::{GuardConfig, RedactionMode};
+use crate::pii::Entity;
+use crate::redact::{Redactor, Vault};
+use crate::stream::StreamGuard;
 use crate::decode::decode_all;
 use crate::normalize::normalize;
 use crate::verdict::{Action, Decision, Detection, Layer, Span, Verdict};
-use crate::{rules, signatures, GuardError};
+use crate::{output, pii, rules, secrets, signatures, GuardError};
 
 /// Largest total logit boost signatures can add.
 const MAX_BOOST: f32 = 8.0;
@@ -225,5 +228,242 @@ pub(crate) fn decide(detections: &[Detection], redacted: Option<String>) -> Deci
         },
         Action::Flag => Decision::Flag,
         Action::Off => Decision::Allow,
+    }
+}
+
+/// Per-request output context: the request's vault (to restore pseudonymised values),
+/// its JSON schema for structured output, and extra canary tokens.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Context<'a> {
+    pub vault: Option<&'a Vault>,
+    pub schema: Option<&'a serde_json::Value>,
+    pub canary_tokens: &'a [String],
+}
+
+/// A replacement of `start..end` in a text.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Edit {
+    pub start: usize,
+    pub end: usize,
+    pub replacement: String,
+}
+
+/// Applies non-overlapping edits (overlaps: the earlier-starting one wins).
+pub(crate) fn apply_edits(text: &str, edits: &mut [Edit]) -> String {
+    edits.sort_by_key(|e| (e.start, std::cmp::Reverse(e.end)));
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for e in edits.iter() {
+        if e.start < at || e.end > text.len() || e.start > e.end {
+            continue;
+        }
+        let (Some(keep), true) = (text.get(at..e.start), text.is_char_boundary(e.end)) else {
+            continue;
+        };
+        out.push_str(keep);
+        out.push_str(&e.replacement);
+        at = e.end;
+    }
+    out.push_str(text.get(at..).unwrap_or_default());
+    out
+}
+
+impl Guard {
+    fn redactor(&self, allow_pseudonyms: bool) -> Redactor<'_> {
+        let mode = match self.cfg.redaction.mode {
+            RedactionMode::Pseudonymise if !allow_pseudonyms => RedactionMode::Mask,
+            m => m,
+        };
+        Redactor {
+            mode,
+            key: &self.hash_key,
+            hex_digits: self.cfg.redaction.hash_hex_digits.unwrap_or(8),
+        }
+    }
+
+    /// Personal data and secrets in `text`, as configured (overlaps resolved).
+    pub fn sensitive(&self, text: &str) -> Vec<Entity> {
+        let mut all = Vec::new();
+        if self.cfg.pii.action != Action::Off {
+            all.extend(pii::find(text, self.cfg.pii.min_score, &self.cfg.pii.kinds));
+        }
+        if self.cfg.secrets.action != Action::Off {
+            all.extend(secrets::find(text, self.cfg.pii.min_score));
+        }
+        pii::resolve_overlaps(all)
+    }
+
+    fn is_secret(kind: &str) -> bool {
+        !pii::KINDS.contains(&kind)
+    }
+
+    fn sensitive_detections(&self, text: &str, vault: &mut Vault, pseudonyms: bool) -> (Vec<Detection>, Vec<Edit>) {
+        let mut dets = Vec::new();
+        let mut edits = Vec::new();
+        let redactor = self.redactor(pseudonyms);
+        for e in self.sensitive(text) {
+            let secret = Guard::is_secret(e.kind);
+            let (rule, layer, action) = if secret {
+                (&rules::GRD011, Layer::Secret, self.cfg.secrets.action)
+            } else {
+                (&rules::GRD010, Layer::Pii, self.cfg.pii.action)
+            };
+            if action == Action::Redact {
+                let value = text.get(e.start..e.end).unwrap_or_default();
+                edits.push(Edit {
+                    start: e.start,
+                    end: e.end,
+                    replacement: redactor.replacement(e.kind, value, vault),
+                });
+            }
+            dets.push(Detection {
+                code: rule.code.to_owned(),
+                layer,
+                kind: Some(e.kind.to_owned()),
+                span: Some(Span { start: e.start, end: e.end }),
+                score: e.score,
+                reason: e.reason,
+                action,
+            });
+        }
+        (dets, edits)
+    }
+
+    /// Checks a prompt (input) with a throw-away vault.
+    pub fn check_input(&self, text: &str) -> Verdict {
+        let mut vault = Vault::new();
+        self.check_input_with(text, &mut vault)
+    }
+
+    /// Checks a prompt; pseudonymised values are recorded in `vault` so that
+    /// [`check_output`](Self::check_output) with the same vault restores them.
+    pub fn check_input_with(&self, text: &str, vault: &mut Vault) -> Verdict {
+        if let Some(v) = self.too_large(text) {
+            return v;
+        }
+        let mut report = if self.cfg.injection.action == Action::Off && self.cfg.obfuscation.action == Action::Off {
+            InjectionReport {
+                score: 0.0,
+                classifier: 0.0,
+                detections: Vec::new(),
+            }
+        } else {
+            self.injection(text)
+        };
+        let (dets, mut edits) = self.sensitive_detections(text, vault, true);
+        report.detections.extend(dets);
+        let redacted = (!edits.is_empty()).then(|| apply_edits(text, &mut edits));
+        Verdict {
+            decision: decide(&report.detections, redacted),
+            injection_score: report.score,
+            detections: report.detections,
+        }
+    }
+
+    /// Output findings except the schema (which needs the whole response).
+    pub(crate) fn output_findings(&self, text: &str, ctx: &Context<'_>) -> (Vec<Detection>, Vec<Edit>) {
+        let ocfg = &self.cfg.output;
+        let mut dets = Vec::new();
+        let mut edits = Vec::new();
+        let mut add = |rule: &palisade_core::Rule, layer: Layer, action: Action, f: output::Finding, edits: &mut Vec<Edit>| {
+            if action == Action::Off {
+                return;
+            }
+            if action == Action::Redact {
+                edits.push(Edit {
+                    start: f.start,
+                    end: f.end,
+                    replacement: f.replacement.clone(),
+                });
+            }
+            dets.push(Detection {
+                code: rule.code.to_owned(),
+                layer,
+                kind: Some(f.kind.to_owned()),
+                span: (f.end > f.start).then_some(Span { start: f.start, end: f.end }),
+                score: f.score,
+                reason: f.reason,
+                action,
+            });
+        };
+        let tokens: Vec<String> = ocfg.canary_tokens.iter().chain(ctx.canary_tokens).cloned().collect();
+        for f in output::canaries(text, &tokens) {
+            add(&rules::GRD022, Layer::Canary, ocfg.canary.action, f, &mut edits);
+        }
+        for f in output::markdown_exfiltration(text, &ocfg.allowed_domains) {
+            add(&rules::GRD020, Layer::Markdown, ocfg.markdown_exfiltration.action, f, &mut edits);
+        }
+        for f in output::html(text) {
+            add(&rules::GRD021, Layer::Html, ocfg.html.action, f, &mut edits);
+        }
+        let mut scratch = Vault::new();
+        let (d, e) = self.sensitive_detections(text, &mut scratch, false);
+        dets.extend(d);
+        edits.extend(e);
+        (dets, edits)
+    }
+
+    pub(crate) fn schema_detections(&self, text: &str, schema: &serde_json::Value) -> Vec<Detection> {
+        let action = self.cfg.output.schema.action;
+        if action == Action::Off {
+            return Vec::new();
+        }
+        let mk = |path: String, msg: String| Detection {
+            code: rules::GRD023.code.to_owned(),
+            layer: Layer::Schema,
+            kind: Some(if path.is_empty() { "/".to_owned() } else { path }),
+            span: None,
+            score: 1.0,
+            reason: msg,
+            action: if action == Action::Redact { Action::Block } else { action },
+        };
+        match output::schema_violations(text, schema) {
+            Ok(v) => v.into_iter().map(|(p, m)| mk(p, m)).collect(),
+            Err(e) => vec![mk(String::new(), format!("the request's schema does not compile: {e}"))],
+        }
+    }
+
+    /// Checks a response. With a vault in `ctx`, pseudonymised values are restored in
+    /// the returned text (decision `redact` when anything was restored).
+    pub fn check_output(&self, text: &str, ctx: &Context<'_>) -> Verdict {
+        if let Some(v) = self.too_large(text) {
+            return v;
+        }
+        let (mut dets, mut edits) = self.output_findings(text, ctx);
+        if let Some(schema) = ctx.schema {
+            dets.extend(self.schema_detections(text, schema));
+        }
+        let mut rewritten = (!edits.is_empty()).then(|| apply_edits(text, &mut edits));
+        if let Some(vault) = ctx.vault.filter(|v| !v.is_empty()) {
+            let base = rewritten.as_deref().unwrap_or(text);
+            let restored = vault.restore(base);
+            if restored != text {
+                rewritten = Some(restored);
+            }
+        }
+        let mut decision = decide(&dets, rewritten.clone());
+        if let (Decision::Allow | Decision::Flag, Some(text)) = (&decision, rewritten) {
+            if dets.iter().all(|d| d.action != Action::Redact) && ctx.vault.is_some() {
+                decision = Decision::Redact { text };
+            }
+        }
+        Verdict {
+            decision,
+            injection_score: 0.0,
+            detections: dets,
+        }
+    }
+
+    /// A guard for a streamed response (SSE): feed chunks, release what is safe.
+    pub fn stream<'a>(&'a self, ctx: Context<'a>) -> StreamGuard<'a> {
+        StreamGuard::new(self, ctx)
+    }
+
+    /// A fresh random canary token to plant in a system prompt.
+    pub fn new_canary() -> String {
+        use rand_core::RngCore;
+        let mut b = [0u8; 8];
+        rand_core::OsRng.fill_bytes(&mut b);
+        format!("pal-canary-{}", hex::encode(b))
     }
 }

@@ -18,16 +18,20 @@ pub mod decode;
 pub mod eval;
 mod guard;
 pub mod normalize;
+pub mod output;
 pub mod pii;
 pub mod secrets;
 pub mod redact;
 pub mod rules;
 pub mod signatures;
+pub mod stream;
 pub mod verdict;
 
 pub use classifier::Model;
 pub use config::{GuardConfig, RedactionMode};
-pub use guard::Guard;
+pub use guard::{Context, Guard, InjectionReport};
+pub use redact::Vault;
+pub use stream::{StreamGuard, StreamOutput};
 pub use verdict::{Action, Decision, Detection, Layer, Span, Verdict};
 
 /// Errors of the guard library.
