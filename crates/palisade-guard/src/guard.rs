@@ -79,7 +79,40 @@ impl Guard {
 
     /// Runs layers 1–3 on a prompt.
     pub fn injection(&self, text: &str) -> InjectionReport {
+        let found = self.all_sensitive(text);
+        self.injection_masked(text, &found)
+    }
+
+    /// Personal data and secrets at confidence ≥ min(0.5, pii.min_score), every kind.
+    fn all_sensitive(&self, text: &str) -> Vec<Entity> {
+        let min = self.cfg.pii.min_score.min(0.5);
+        let mut found = pii::find(text, min, &[]);
+        found.extend(secrets::find(text, min));
+        pii::resolve_overlaps(found)
+    }
+
+    /// Layers 1–3 with `found` (sensitive values) removed from the classifier's view:
+    /// personal data and secrets are values, not language, and an unseen card number
+    /// must not sway the score either way.
+    fn injection_masked(&self, text: &str, found: &[Entity]) -> InjectionReport {
         let icfg = &self.cfg.injection;
+        let found: Vec<&Entity> = found.iter().filter(|e| e.score >= 0.5).collect();
+        let unmasked = found.is_empty();
+        let masked;
+        let text = if found.is_empty() {
+            text
+        } else {
+            let mut edits: Vec<Edit> = found
+                .iter()
+                .map(|e| Edit {
+                    start: e.start,
+                    end: e.end,
+                    replacement: String::new(),
+                })
+                .collect();
+            masked = apply_edits(text, &mut edits);
+            masked.as_str()
+        };
         let norm = normalize(text);
         let mut detections = Vec::new();
         let mut buf = Vec::new();
@@ -142,7 +175,7 @@ impl Guard {
                     start: h.start,
                     end: h.end,
                 })
-                .filter(|_| norm.text == text),
+                .filter(|_| unmasked && text.is_ascii() && norm.text == text),
                 score: sigmoid(h.signature.boost - 1.0),
                 reason: format!("signature `{}` matched", h.signature.name),
                 action: if injected { inj_action } else { Action::Flag },
@@ -283,25 +316,41 @@ impl Guard {
 
     /// Personal data and secrets in `text`, as configured (overlaps resolved).
     pub fn sensitive(&self, text: &str) -> Vec<Entity> {
-        let mut all = Vec::new();
-        if self.cfg.pii.action != Action::Off {
-            all.extend(pii::find(text, self.cfg.pii.min_score, &self.cfg.pii.kinds));
-        }
-        if self.cfg.secrets.action != Action::Off {
-            all.extend(secrets::find(text, self.cfg.pii.min_score));
-        }
-        pii::resolve_overlaps(all)
+        let all = self.all_sensitive(text);
+        self.configured(all)
+    }
+
+    /// The entities the configuration asks about.
+    fn configured(&self, all: Vec<Entity>) -> Vec<Entity> {
+        let pcfg = &self.cfg.pii;
+        all.into_iter()
+            .filter(|e| e.score >= pcfg.min_score)
+            .filter(|e| {
+                if Guard::is_secret(e.kind) {
+                    self.cfg.secrets.action != Action::Off
+                } else {
+                    pcfg.action != Action::Off
+                        && (pcfg.kinds.is_empty() || pcfg.kinds.iter().any(|k| k.eq_ignore_ascii_case(e.kind)))
+                }
+            })
+            .collect()
     }
 
     fn is_secret(kind: &str) -> bool {
         !pii::KINDS.contains(&kind)
     }
 
-    fn sensitive_detections(&self, text: &str, vault: &mut Vault, pseudonyms: bool) -> (Vec<Detection>, Vec<Edit>) {
+    fn sensitive_detections(
+        &self,
+        text: &str,
+        entities: Vec<Entity>,
+        vault: &mut Vault,
+        pseudonyms: bool,
+    ) -> (Vec<Detection>, Vec<Edit>) {
         let mut dets = Vec::new();
         let mut edits = Vec::new();
         let redactor = self.redactor(pseudonyms);
-        for e in self.sensitive(text) {
+        for e in self.configured(entities) {
             let secret = Guard::is_secret(e.kind);
             let (rule, layer, action) = if secret {
                 (&rules::GRD011, Layer::Secret, self.cfg.secrets.action)
@@ -341,6 +390,7 @@ impl Guard {
         if let Some(v) = self.too_large(text) {
             return v;
         }
+        let found = self.all_sensitive(text);
         let mut report = if self.cfg.injection.action == Action::Off && self.cfg.obfuscation.action == Action::Off {
             InjectionReport {
                 score: 0.0,
@@ -348,9 +398,9 @@ impl Guard {
                 detections: Vec::new(),
             }
         } else {
-            self.injection(text)
+            self.injection_masked(text, &found)
         };
-        let (dets, mut edits) = self.sensitive_detections(text, vault, true);
+        let (dets, mut edits) = self.sensitive_detections(text, found, vault, true);
         report.detections.extend(dets);
         let redacted = (!edits.is_empty()).then(|| apply_edits(text, &mut edits));
         Verdict {
@@ -397,7 +447,7 @@ impl Guard {
             add(&rules::GRD021, Layer::Html, ocfg.html.action, f, &mut edits);
         }
         let mut scratch = Vault::new();
-        let (d, e) = self.sensitive_detections(text, &mut scratch, false);
+        let (d, e) = self.sensitive_detections(text, self.all_sensitive(text), &mut scratch, false);
         dets.extend(d);
         edits.extend(e);
         (dets, edits)

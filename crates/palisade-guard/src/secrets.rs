@@ -7,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use regex::Regex;
 
-use crate::pii::{context, has_word, Entity};
+use crate::pii::{context, has_word, re, Entity};
 
 struct Format {
     kind: &'static str,
@@ -74,15 +74,15 @@ const FORMATS: &[Format] = &[
 ];
 
 static FORMAT_RES: LazyLock<Vec<Option<Regex>>> =
-    LazyLock::new(|| FORMATS.iter().map(|f| Regex::new(f.pattern).ok()).collect());
+    LazyLock::new(|| FORMATS.iter().map(|f| re(f.pattern)).collect());
 static PEM: LazyLock<Option<Regex>> =
-    LazyLock::new(|| Regex::new(r"-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?-----").ok());
+    LazyLock::new(|| re(r"-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?-----"));
 static JWT: LazyLock<Option<Regex>> =
-    LazyLock::new(|| Regex::new(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{0,1024}").ok());
+    LazyLock::new(|| re(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{0,1024}"));
 static ASSIGN: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    Regex::new(r#"(?i)\b(?:password|passwd|pwd|passphrase|secret|api[_-]?key|apikey|access[_-]?token|auth[_-]?token|client[_-]?secret|private[_-]?key|token)\b["']?\s*[:=]\s*["']?([^\s"',;]{6,200})"#).ok()
+    re(r#"(?i)\b(?:password|passwd|pwd|passphrase|secret|api[_-]?key|apikey|access[_-]?token|auth[_-]?token|client[_-]?secret|private[_-]?key|token)\b["']?\s*[:=]\s*["']?([^\s"',;]{6,200})"#)
 });
-static TOKEN: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"[A-Za-z0-9_+/=-]{20,200}").ok());
+static TOKEN: LazyLock<Option<Regex>> = LazyLock::new(|| re(r"[A-Za-z0-9_+/=-]{20,200}"));
 
 /// Shannon entropy in bits per character.
 pub fn entropy(s: &str) -> f64 {
@@ -271,6 +271,14 @@ mod tests {
         check("image Zr8pQ2xW9vL4mN7kT1yB6cH3jD5f loaded", &[]);
         check("commit e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", &[]);
         check("How do I rotate my API keys safely?", &[]);
+    }
+
+    #[test]
+    fn every_pattern_compiles() {
+        assert!(FORMAT_RES.iter().all(Option::is_some));
+        for r in [&PEM, &JWT, &ASSIGN, &TOKEN] {
+            assert!(r.is_some());
+        }
     }
 
     #[test]

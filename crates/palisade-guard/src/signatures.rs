@@ -74,13 +74,19 @@ pub const SIGNATURES: &[Signature] = &[
     },
 ];
 
+/// Case-insensitive, multi-line, with ASCII word boundaries (the text is normalised;
+/// ASCII `\b` keeps the matcher on its fast DFA path).
+fn compiled_pattern(p: &str) -> String {
+    format!("(?m){}", p.replace(r"\b", r"(?-u:\b)").replace(r"[^.!?\n]", r"[ -~&&[^.!?]]"))
+}
+
 static SET: LazyLock<Option<RegexSet>> = LazyLock::new(|| {
-    RegexSet::new(SIGNATURES.iter().map(|s| format!("(?im){}", s.pattern))).ok()
+    RegexSet::new(SIGNATURES.iter().map(|s| compiled_pattern(s.pattern))).ok()
 });
 static EACH: LazyLock<Vec<Option<Regex>>> = LazyLock::new(|| {
     SIGNATURES
         .iter()
-        .map(|s| Regex::new(&format!("(?im){}", s.pattern)).ok())
+        .map(|s| Regex::new(&compiled_pattern(s.pattern)).ok())
         .collect()
 });
 
@@ -92,11 +98,15 @@ pub struct SignatureHit {
     pub end: usize,
 }
 
-/// Every signature that matches `text` (first match of each).
+/// Every signature that matches `text` (first match of each). Matching is
+/// case-insensitive: the patterns are lower case and run on the lower-cased text, whose
+/// byte offsets equal the original's for ASCII text.
 pub fn scan(text: &str) -> Vec<SignatureHit> {
     let Some(set) = SET.as_ref() else {
         return Vec::new();
     };
+    let lower = text.to_lowercase();
+    let text = lower.as_str();
     set.matches(text)
         .into_iter()
         .filter_map(|i| {

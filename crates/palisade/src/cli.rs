@@ -101,6 +101,9 @@ pub enum Command {
     /// Registry API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// LLM guardrails: check prompts and responses, evaluate and train the classifier.
+    #[command(subcommand)]
+    Guard(crate::commands::guard::GuardCommand),
 }
 
 /// Where the registry is and who you are.

@@ -15,6 +15,9 @@ pub struct Config {
     /// Findings to suppress, each with a reason.
     #[serde(default)]
     pub ignore: Vec<Ignore>,
+    /// `palisade guard` and the gateway's guardrails (docs/guard.md).
+    #[serde(default)]
+    pub guard: palisade_guard::GuardConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
