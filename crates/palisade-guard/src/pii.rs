@@ -59,9 +59,10 @@ static CARD: LazyLock<Option<Regex>> = LazyLock::new(|| re(r"\b\d(?:[ -]?\d){11,
 static IBAN: LazyLock<Option<Regex>> = LazyLock::new(|| re(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"));
 static SSN: LazyLock<Option<Regex>> = LazyLock::new(|| re(r"\b\d{3}([- ]?)\d{2}([- ]?)\d{4}\b"));
 static PHONE: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    re(r"(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,5}(?:[ .-]\d{2,5}){1,4}\b|\+\d{8,15}\b")
+    re(r"(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{1,5}(?:[ .-]\d{1,5}){1,5}\b|\+\d{8,15}\b")
 });
 static US_PHONE: LazyLock<Option<Regex>> = LazyLock::new(|| re(r"^(?:\+1[ .-]?)?\([2-9]\d{2}\) ?\d{3}[ .-]\d{4}$"));
+static SSN_SHAPE: LazyLock<Option<Regex>> = LazyLock::new(|| re(r"^\d{3}-\d{2}-\d{4}$"));
 static IPV4: LazyLock<Option<Regex>> = LazyLock::new(|| re(r"\b(?:\d{1,3}\.){3}\d{1,3}\b"));
 static IPV6: LazyLock<Option<Regex>> =
     LazyLock::new(|| re(r"(?i)(?:[0-9a-f]{0,4}:){2,7}(?:[0-9a-f]{0,4}|(?:\d{1,3}\.){3}\d{1,3})"));
@@ -312,6 +313,16 @@ pub fn find(text: &str, min_score: f32, kinds: &[String]) -> Vec<Entity> {
                 if seps.windows(2).any(|w| w[0] != w[1]) {
                     continue;
                 }
+                // Part of a longer grouped number (an IBAN, an account number)?
+                if let Some(sep) = seps.first() {
+                    let mut before = text[..m.start()].chars().rev();
+                    let mut after = text[m.end()..].chars();
+                    if (before.next() == Some(*sep) && before.next().is_some_and(|c| c.is_ascii_digit()))
+                        || (after.next() == Some(*sep) && after.next().is_some_and(|c| c.is_ascii_digit()))
+                    {
+                        continue;
+                    }
+                }
                 let digits: String = s.chars().filter(char::is_ascii_digit).collect();
                 let Some(net) = card_network(&digits) else { continue };
                 let ds: Vec<u8> = digits.bytes().map(|b| b - b'0').collect();
@@ -448,7 +459,7 @@ pub fn find(text: &str, min_score: f32, kinds: &[String]) -> Vec<Entity> {
             for m in re.find_iter(text) {
                 let s = m.as_str();
                 let digits = s.chars().filter(char::is_ascii_digit).count();
-                if !(8..=15).contains(&digits) {
+                if !(8..=15).contains(&digits) || SSN_SHAPE.as_ref().is_some_and(|re| re.is_match(s)) {
                     continue;
                 }
                 // Not the tail of a longer token (a date, a version, an id).
@@ -519,6 +530,8 @@ mod tests {
         check("card 4111 1111 1111 1112", &[]); // Luhn fails
         check("card 9111 1111 1111 1115", &[]); // no issuer starts with 9
         check("card 4111-1111 1111-1111", &[]); // mixed separators
+        check("IBAN ES13 6219 0905 1418 8783 7016", &[]); // bad IBAN with a Luhn-valid run inside
+        check("call +44 20 7946 0958, SSN 536-22-1234", &[("PHONE", "+44 20 7946 0958"), ("US_SSN", "536-22-1234")]);
         // IBAN: mod-97 and country length.
         check("IBAN GB82 WEST 1234 5698 7654 32 please", &[("IBAN", "GB82 WEST 1234 5698 7654 32")]);
         check("DE89370400440532013000", &[("IBAN", "DE89370400440532013000")]);

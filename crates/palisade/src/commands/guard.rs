@@ -403,11 +403,14 @@ fn eval_pii(guard: &Guard, a: &EvalArgs) -> Result<u8> {
         }
         f.flush()?;
     }
-    // Entity-level matching on (type, value), per kind.
+    // Entity-level matching on (type, value), per kind; only kinds the data labels are
+    // scored (a secret found in a personal-data set is neither right nor wrong).
+    let labelled: std::collections::BTreeSet<&str> =
+        rows.iter().flat_map(|r| r.entities.iter().map(|e| e.kind.as_str())).collect();
     let mut per_kind = std::collections::BTreeMap::<String, (usize, usize, usize)>::new();
     for (r, pred) in rows.iter().zip(&predicted) {
         let mut gold: Vec<&PiiEntity> = r.entities.iter().collect();
-        for p in pred {
+        for p in pred.iter().filter(|p| labelled.contains(p.kind.as_str())) {
             let e = per_kind.entry(p.kind.clone()).or_default();
             if let Some(i) = gold.iter().position(|g| g.kind == p.kind && g.value.trim() == p.value.trim()) {
                 gold.remove(i);
