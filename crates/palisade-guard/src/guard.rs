@@ -362,7 +362,7 @@ impl Guard {
                 edits.push(Edit {
                     start: e.start,
                     end: e.end,
-                    replacement: redactor.replacement(e.kind, value, vault),
+                    replacement: redactor.replacement(e.kind, value, vault, text),
                 });
             }
             dets.push(Detection {

@@ -55,13 +55,26 @@ impl Vault {
 
     /// The placeholder for `value` of `kind`, reusing the one given before.
     pub fn placeholder(&mut self, kind: &str, value: &str) -> String {
+        self.placeholder_avoiding(kind, value, "")
+    }
+
+    /// Like [`placeholder`](Self::placeholder), but never a placeholder that already
+    /// occurs in `text` (a user who types `<EMAIL_1>` must not get someone's address
+    /// back in the response).
+    pub fn placeholder_avoiding(&mut self, kind: &str, value: &str, text: &str) -> String {
         let key = (kind.to_owned(), value.to_owned());
         if let Some(p) = self.by_value.get(&key) {
             return p.clone();
         }
         let n = self.counters.entry(kind.to_owned()).or_insert(0);
-        *n += 1;
-        let p = format!("<{kind}_{n}>");
+        let mut p;
+        loop {
+            *n += 1;
+            p = format!("<{kind}_{n}>");
+            if !text.contains(&p) {
+                break;
+            }
+        }
         self.by_placeholder.insert(p.clone(), value.to_owned());
         self.by_value.insert(key, p.clone());
         p
@@ -102,7 +115,8 @@ pub struct Redactor<'k> {
 }
 
 impl Redactor<'_> {
-    pub fn replacement(&self, kind: &str, value: &str, vault: &mut Vault) -> String {
+    /// The replacement for `value`; pseudonyms avoid placeholders already in `text`.
+    pub fn replacement(&self, kind: &str, value: &str, vault: &mut Vault, text: &str) -> String {
         match self.mode {
             RedactionMode::Mask => format!("<{kind}>"),
             RedactionMode::Hash => {
@@ -118,7 +132,7 @@ impl Redactor<'_> {
                 let n = self.hex_digits.clamp(4, 64).min(tag.len());
                 format!("<{kind}:{}>", &tag[..n])
             }
-            RedactionMode::Pseudonymise => vault.placeholder(kind, value),
+            RedactionMode::Pseudonymise => vault.placeholder_avoiding(kind, value, text),
         }
     }
 
@@ -136,7 +150,7 @@ impl Redactor<'_> {
                 continue;
             };
             out.push_str(keep);
-            out.push_str(&self.replacement(e.kind, value, vault));
+            out.push_str(&self.replacement(e.kind, value, vault, text));
             at = e.end;
         }
         out.push_str(text.get(at..).unwrap_or_default());
@@ -208,9 +222,9 @@ mod tests {
             hex_digits: 8,
         };
         let mut v = Vault::new();
-        let a1 = r.replacement("EMAIL", "a@x.io", &mut v);
-        let a2 = r.replacement("EMAIL", "a@x.io", &mut v);
-        let b = r.replacement("EMAIL", "b@x.io", &mut v);
+        let a1 = r.replacement("EMAIL", "a@x.io", &mut v, "");
+        let a2 = r.replacement("EMAIL", "a@x.io", &mut v, "");
+        let b = r.replacement("EMAIL", "b@x.io", &mut v, "");
         assert_eq!(a1, a2);
         assert_ne!(a1, b);
         assert_eq!(a1.len(), "<EMAIL:>".len() + 8);
@@ -226,5 +240,16 @@ mod tests {
             "call +44 20 7946 0958, not <PHONE_2> or <b>"
         );
         assert_eq!(v.len(), 1);
+        // A placeholder the user typed is skipped, so restoring cannot leak a value.
+        let typed = "<EMAIL_1> is not mine, ana@x.io is";
+        let r = Redactor {
+            mode: RedactionMode::Pseudonymise,
+            key: b"0123456789abcdef",
+            hex_digits: 8,
+        };
+        let mut v = Vault::new();
+        let red = r.apply(typed, &[ent("EMAIL", 23, 31)], &mut v);
+        assert_eq!(red, "<EMAIL_1> is not mine, <EMAIL_2> is");
+        assert_eq!(v.restore(&red), typed);
     }
 }
