@@ -109,7 +109,11 @@ impl FeatureSpec {
             if !space {
                 s.push(' ');
             }
-            let starts: Vec<usize> = s.char_indices().map(|(i, _)| i).chain(std::iter::once(s.len())).collect();
+            let starts: Vec<usize> = s
+                .char_indices()
+                .map(|(i, _)| i)
+                .chain(std::iter::once(s.len()))
+                .collect();
             let nchars = starts.len() - 1;
             for n in usize::from(self.char_min)..=usize::from(self.char_max) {
                 if nchars < n {
@@ -333,7 +337,11 @@ pub fn train(examples: &[(String, bool)], opts: &TrainOptions) -> Result<Model, 
         }
         for &i in &order {
             let f = &feats[i];
-            let x = if f.is_empty() { 0.0 } else { 1.0 / (f.len() as f32).sqrt() };
+            let x = if f.is_empty() {
+                0.0
+            } else {
+                1.0 / (f.len() as f32).sqrt()
+            };
             let z = bias + f.iter().map(|&k| w[k as usize]).sum::<f32>() * x;
             let y = if examples[i].1 { 1.0 } else { 0.0 };
             let g = sigmoid(z) - y;
@@ -349,7 +357,10 @@ pub fn train(examples: &[(String, bool)], opts: &TrainOptions) -> Result<Model, 
     }
     let max = w.iter().fold(0f32, |m, v| m.max(v.abs()));
     let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-    let weights = w.iter().map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8).collect();
+    let weights = w
+        .iter()
+        .map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8)
+        .collect();
     Ok(Model {
         spec: opts.spec,
         scale,
@@ -379,7 +390,7 @@ mod tests {
         spec.features("IGNORE previous", &mut b);
         assert_eq!(a, b, "features are case-insensitive");
         spec.features("", &mut b);
-        assert!(b.is_empty() || b.len() == 0);
+        assert!(b.is_empty());
         spec.features("é", &mut b);
         assert_eq!(b.len(), 1 + 1, "one word and one char 3-gram ' é '");
     }

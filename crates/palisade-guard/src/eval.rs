@@ -19,7 +19,9 @@ fn label<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
         serde_json::Value::Bool(b) => Ok(b),
         serde_json::Value::Number(n) if n.as_u64() == Some(0) => Ok(false),
         serde_json::Value::Number(n) if n.as_u64() == Some(1) => Ok(true),
-        other => Err(serde::de::Error::custom(format!("label must be 0, 1, true or false, not {other}"))),
+        other => Err(serde::de::Error::custom(format!(
+            "label must be 0, 1, true or false, not {other}"
+        ))),
     }
 }
 
@@ -131,7 +133,10 @@ mod tests {
     #[test]
     fn metrics_table() {
         let m = Metrics::from_pairs([(true, true), (true, false), (false, false), (false, true), (true, true)]);
-        assert_eq!((m.true_positives, m.false_positives, m.true_negatives, m.false_negatives), (2, 1, 1, 1));
+        assert_eq!(
+            (m.true_positives, m.false_positives, m.true_negatives, m.false_negatives),
+            (2, 1, 1, 1)
+        );
         assert!((m.precision - 2.0 / 3.0).abs() < 1e-9);
         assert!((m.recall - 2.0 / 3.0).abs() < 1e-9);
         assert!((m.false_positive_rate - 0.5).abs() < 1e-9);

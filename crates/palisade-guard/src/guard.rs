@@ -2,11 +2,11 @@
 
 use crate::classifier::Model;
 use crate::config::{GuardConfig, RedactionMode};
+use crate::decode::decode_all;
+use crate::normalize::normalize;
 use crate::pii::Entity;
 use crate::redact::{Redactor, Vault};
 use crate::stream::StreamGuard;
-use crate::decode::decode_all;
-use crate::normalize::normalize;
 use crate::verdict::{Action, Decision, Detection, Layer, Span, Verdict};
 use crate::{output, pii, rules, secrets, signatures, GuardError};
 
@@ -369,7 +369,10 @@ impl Guard {
                 code: rule.code.to_owned(),
                 layer,
                 kind: Some(e.kind.to_owned()),
-                span: Some(Span { start: e.start, end: e.end }),
+                span: Some(Span {
+                    start: e.start,
+                    end: e.end,
+                }),
                 score: e.score,
                 reason: e.reason,
                 action,
@@ -415,33 +418,43 @@ impl Guard {
         let ocfg = &self.cfg.output;
         let mut dets = Vec::new();
         let mut edits = Vec::new();
-        let mut add = |rule: &palisade_core::Rule, layer: Layer, action: Action, f: output::Finding, edits: &mut Vec<Edit>| {
-            if action == Action::Off {
-                return;
-            }
-            if action == Action::Redact {
-                edits.push(Edit {
-                    start: f.start,
-                    end: f.end,
-                    replacement: f.replacement.clone(),
+        let mut add =
+            |rule: &palisade_core::Rule, layer: Layer, action: Action, f: output::Finding, edits: &mut Vec<Edit>| {
+                if action == Action::Off {
+                    return;
+                }
+                if action == Action::Redact {
+                    edits.push(Edit {
+                        start: f.start,
+                        end: f.end,
+                        replacement: f.replacement.clone(),
+                    });
+                }
+                dets.push(Detection {
+                    code: rule.code.to_owned(),
+                    layer,
+                    kind: Some(f.kind.to_owned()),
+                    span: (f.end > f.start).then_some(Span {
+                        start: f.start,
+                        end: f.end,
+                    }),
+                    score: f.score,
+                    reason: f.reason,
+                    action,
                 });
-            }
-            dets.push(Detection {
-                code: rule.code.to_owned(),
-                layer,
-                kind: Some(f.kind.to_owned()),
-                span: (f.end > f.start).then_some(Span { start: f.start, end: f.end }),
-                score: f.score,
-                reason: f.reason,
-                action,
-            });
-        };
+            };
         let tokens: Vec<String> = ocfg.canary_tokens.iter().chain(ctx.canary_tokens).cloned().collect();
         for f in output::canaries(text, &tokens) {
             add(&rules::GRD022, Layer::Canary, ocfg.canary.action, f, &mut edits);
         }
         for f in output::markdown_exfiltration(text, &ocfg.allowed_domains) {
-            add(&rules::GRD020, Layer::Markdown, ocfg.markdown_exfiltration.action, f, &mut edits);
+            add(
+                &rules::GRD020,
+                Layer::Markdown,
+                ocfg.markdown_exfiltration.action,
+                f,
+                &mut edits,
+            );
         }
         for f in output::html(text) {
             add(&rules::GRD021, Layer::Html, ocfg.html.action, f, &mut edits);
@@ -465,7 +478,11 @@ impl Guard {
             span: None,
             score: 1.0,
             reason: msg,
-            action: if action == Action::Redact { Action::Block } else { action },
+            action: if action == Action::Redact {
+                Action::Block
+            } else {
+                action
+            },
         };
         match output::schema_violations(text, schema) {
             Ok(v) => v.into_iter().map(|(p, m)| mk(p, m)).collect(),

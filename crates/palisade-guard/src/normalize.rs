@@ -288,7 +288,9 @@ mod tests {
     #[test]
     fn normalisation_table() {
         check("plain text", "plain text", |t| *t == Tricks::default());
-        check("ig\u{200B}no\u{200D}re all", "ignore all", |t| t.invisible == 2 && t.suspicious());
+        check("ig\u{200B}no\u{200D}re all", "ignore all", |t| {
+            t.invisible == 2 && t.suspicious()
+        });
         check("\u{FEFF}soft\u{00AD}ware", "software", |t| t.invisible == 2);
         check(
             "hi\u{E0069}\u{E0067}\u{E006E}\u{E006F}\u{E0072}\u{E0065}",
@@ -297,7 +299,9 @@ mod tests {
         );
         check("abc\u{202E}fed\u{202C}", "abcfed", |t| t.bidi == 2 && t.suspicious());
         check("\u{2066}x\u{2069}", "x", |t| t.bidi == 2);
-        check("ｉｇｎｏｒｅ　ａｌｌ", "ignore all", |t| t.compat > 0 && !t.suspicious());
+        check("ｉｇｎｏｒｅ　ａｌｌ", "ignore all", |t| {
+            t.compat > 0 && !t.suspicious()
+        });
         check("𝐢𝐠𝐧𝐨𝐫𝐞", "ignore", |t| t.compat == 6);
         check("ⓘⓖⓝⓞⓡⓔ", "ignore", |t| t.compat == 6);
         check("ɪɢɴᴏʀᴇ ʏᴏᴜʀ", "ignore your", |t| t.homoglyphs == 10);
@@ -306,7 +310,9 @@ mod tests {
             t.homoglyphs == 2 && t.mixed_script_words == 1 && t.suspicious()
         });
         // Plain Russian is folded for matching but is not a disguise.
-        check("привет", "пpиbet", |t| t.mixed_script_words == 0 && !t.suspicious());
+        check("привет", "пpиbet", |t| {
+            t.mixed_script_words == 0 && !t.suspicious()
+        });
         check("", "", |t| *t == Tricks::default());
     }
 }

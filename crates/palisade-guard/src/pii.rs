@@ -58,9 +58,8 @@ static EMAIL: LazyLock<Option<Regex>> = LazyLock::new(|| {
 static CARD: LazyLock<Option<Regex>> = LazyLock::new(|| re(r"\b\d(?:[ -]?\d){11,18}\b"));
 static IBAN: LazyLock<Option<Regex>> = LazyLock::new(|| re(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"));
 static SSN: LazyLock<Option<Regex>> = LazyLock::new(|| re(r"\b\d{3}([- ]?)\d{2}([- ]?)\d{4}\b"));
-static PHONE: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    re(r"(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{1,5}(?:[ .-]\d{1,5}){1,5}\b|\+\d{8,15}\b")
-});
+static PHONE: LazyLock<Option<Regex>> =
+    LazyLock::new(|| re(r"(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{1,5}(?:[ .-]\d{1,5}){1,5}\b|\+\d{8,15}\b"));
 static US_PHONE: LazyLock<Option<Regex>> = LazyLock::new(|| re(r"^(?:\+1[ .-]?)?\([2-9]\d{2}\) ?\d{3}[ .-]\d{4}$"));
 static SSN_SHAPE: LazyLock<Option<Regex>> = LazyLock::new(|| re(r"^\d{3}-\d{2}-\d{4}$"));
 static IPV4: LazyLock<Option<Regex>> = LazyLock::new(|| re(r"\b(?:\d{1,3}\.){3}\d{1,3}\b"));
@@ -108,7 +107,7 @@ pub fn luhn(digits: &[u8]) -> bool {
         }
         sum += v;
     }
-    !digits.is_empty() && sum % 10 == 0
+    !digits.is_empty() && sum.is_multiple_of(10)
 }
 
 /// The card network for an issuer prefix and length, if the pair is plausible.
@@ -236,7 +235,11 @@ pub fn iban_valid(compact: &str) -> bool {
             'A'..='Z' => c as u32 - 'A' as u32 + 10,
             _ => return false,
         };
-        rem = if v >= 10 { (rem * 100 + v) % 97 } else { (rem * 10 + v) % 97 };
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
     }
     rem == 1
 }
@@ -331,14 +334,37 @@ pub fn find(text: &str, min_score: f32, kinds: &[String]) -> Vec<Entity> {
                 }
                 let (before, after) = f.ctx(m.start(), m.end());
                 let mut score = 0.85;
-                if has_word(&before, &["card", "visa", "mastercard", "amex", "credit", "debit", "cc", "pan", "payment", "pay"]) {
+                if has_word(
+                    &before,
+                    &[
+                        "card",
+                        "visa",
+                        "mastercard",
+                        "amex",
+                        "credit",
+                        "debit",
+                        "cc",
+                        "pan",
+                        "payment",
+                        "pay",
+                    ],
+                ) {
                     score += 0.1;
                 }
-                if has_word(&before, &["order", "tracking", "isbn", "invoice", "serial", "id", "reference"]) {
+                if has_word(
+                    &before,
+                    &["order", "tracking", "isbn", "invoice", "serial", "id", "reference"],
+                ) {
                     score -= 0.3;
                 }
                 let _ = after;
-                f.push("CREDIT_CARD", m.start(), m.end(), score, format!("Luhn checksum, {net} prefix"));
+                f.push(
+                    "CREDIT_CARD",
+                    m.start(),
+                    m.end(),
+                    score,
+                    format!("Luhn checksum, {net} prefix"),
+                );
             }
         }
     }
@@ -347,7 +373,9 @@ pub fn find(text: &str, min_score: f32, kinds: &[String]) -> Vec<Entity> {
             for m in re.find_iter(text) {
                 let compact: String = m.as_str().chars().filter(|c| *c != ' ').collect();
                 // The regex may run into a following word; trim to the country length.
-                let Some(len) = compact.get(..2).and_then(iban_length) else { continue };
+                let Some(len) = compact.get(..2).and_then(iban_length) else {
+                    continue;
+                };
                 let Some(candidate) = compact.get(..len) else { continue };
                 if !iban_valid(candidate) {
                     continue;
@@ -364,7 +392,13 @@ pub fn find(text: &str, min_score: f32, kinds: &[String]) -> Vec<Entity> {
                         break;
                     }
                 }
-                f.push("IBAN", m.start(), end, 0.95, "mod-97 checksum and country length".to_owned());
+                f.push(
+                    "IBAN",
+                    m.start(),
+                    end,
+                    0.95,
+                    "mod-97 checksum and country length".to_owned(),
+                );
             }
         }
     }
@@ -382,13 +416,22 @@ pub fn find(text: &str, min_score: f32, kinds: &[String]) -> Vec<Entity> {
                 }
                 let (before, _) = f.ctx(m.start(), m.end());
                 let mut score: f32 = if s1.is_empty() { 0.3 } else { 0.6 };
-                if has_word(&before, &["ssn", "social security", "social", "ss#", "ssn#", "taxpayer", "tin"]) {
+                if has_word(
+                    &before,
+                    &["ssn", "social security", "social", "ss#", "ssn#", "taxpayer", "tin"],
+                ) {
                     score += 0.35;
                 }
                 if has_word(&before, &["phone", "call", "order", "account", "zip", "tel"]) {
                     score -= 0.3;
                 }
-                f.push("US_SSN", m.start(), m.end(), score, "SSA area/group/serial rules".to_owned());
+                f.push(
+                    "US_SSN",
+                    m.start(),
+                    m.end(),
+                    score,
+                    "SSA area/group/serial rules".to_owned(),
+                );
             }
         }
     }
@@ -429,14 +472,26 @@ pub fn find(text: &str, min_score: f32, kinds: &[String]) -> Vec<Entity> {
         if let Some(re) = BTC58.as_ref() {
             for m in re.find_iter(text) {
                 if btc_base58_valid(m.as_str()) {
-                    f.push("CRYPTO_WALLET", m.start(), m.end(), 0.95, "Bitcoin Base58Check".to_owned());
+                    f.push(
+                        "CRYPTO_WALLET",
+                        m.start(),
+                        m.end(),
+                        0.95,
+                        "Bitcoin Base58Check".to_owned(),
+                    );
                 }
             }
         }
         if let Some(re) = BECH32.as_ref() {
             for m in re.find_iter(text) {
                 if bech32_valid(m.as_str()) {
-                    f.push("CRYPTO_WALLET", m.start(), m.end(), 0.95, "Bitcoin bech32 checksum".to_owned());
+                    f.push(
+                        "CRYPTO_WALLET",
+                        m.start(),
+                        m.end(),
+                        0.95,
+                        "Bitcoin bech32 checksum".to_owned(),
+                    );
                 }
             }
         }
@@ -444,13 +499,26 @@ pub fn find(text: &str, min_score: f32, kinds: &[String]) -> Vec<Entity> {
             for m in re.find_iter(text) {
                 let (before, after) = f.ctx(m.start(), m.end());
                 let mut score = 0.7;
-                if has_word(&before, &["wallet", "eth", "ethereum", "address", "send", "pay", "erc20", "metamask"]) {
+                if has_word(
+                    &before,
+                    &[
+                        "wallet", "eth", "ethereum", "address", "send", "pay", "erc20", "metamask",
+                    ],
+                ) {
                     score += 0.2;
                 }
-                if has_word(&before, &["hash", "tx", "transaction", "commit", "sha", "digest"]) || after.starts_with(|c: char| c.is_ascii_hexdigit()) {
+                if has_word(&before, &["hash", "tx", "transaction", "commit", "sha", "digest"])
+                    || after.starts_with(|c: char| c.is_ascii_hexdigit())
+                {
                     score -= 0.4;
                 }
-                f.push("CRYPTO_WALLET", m.start(), m.end(), score, "Ethereum address (0x + 40 hex)".to_owned());
+                f.push(
+                    "CRYPTO_WALLET",
+                    m.start(),
+                    m.end(),
+                    score,
+                    "Ethereum address (0x + 40 hex)".to_owned(),
+                );
             }
         }
     }
@@ -476,13 +544,43 @@ pub fn find(text: &str, min_score: f32, kinds: &[String]) -> Vec<Entity> {
                 if US_PHONE.as_ref().is_some_and(|re| re.is_match(s)) {
                     score += 0.15;
                 }
-                if has_word(&before, &["phone", "call", "tel", "telephone", "mobile", "cell", "whatsapp", "contact", "fax", "sms", "text me", "reach me", "number"]) {
+                if has_word(
+                    &before,
+                    &[
+                        "phone",
+                        "call",
+                        "tel",
+                        "telephone",
+                        "mobile",
+                        "cell",
+                        "whatsapp",
+                        "contact",
+                        "fax",
+                        "sms",
+                        "text me",
+                        "reach me",
+                        "number",
+                    ],
+                ) {
                     score += 0.3;
                 }
-                if has_word(&before, &["order", "invoice", "account", "id", "serial", "isbn", "version", "date"]) {
+                if has_word(
+                    &before,
+                    &["order", "invoice", "account", "id", "serial", "isbn", "version", "date"],
+                ) {
                     score -= 0.3;
                 }
-                f.push("PHONE", m.start(), m.end(), score, if intl { "E.164 number".to_owned() } else { "national phone format".to_owned() });
+                f.push(
+                    "PHONE",
+                    m.start(),
+                    m.end(),
+                    score,
+                    if intl {
+                        "E.164 number".to_owned()
+                    } else {
+                        "national phone format".to_owned()
+                    },
+                );
             }
         }
     }
@@ -514,36 +612,57 @@ mod tests {
 
     /// `expect`: the kinds and matched strings, in order.
     fn check(input: &str, expect: &[(&str, &str)]) {
-        let got: Vec<(&str, &str)> = find(input, 0.5, &[]).iter().map(|e| (e.kind, &input[e.start..e.end])).collect();
+        let got: Vec<(&str, &str)> = find(input, 0.5, &[])
+            .iter()
+            .map(|e| (e.kind, &input[e.start..e.end]))
+            .collect();
         assert_eq!(got, expect, "input {input:?}");
     }
 
     #[test]
     fn pii_table() {
         // E-mail
-        check("write to ana.maria+x@mail.example.org today", &[("EMAIL", "ana.maria+x@mail.example.org")]);
+        check(
+            "write to ana.maria+x@mail.example.org today",
+            &[("EMAIL", "ana.maria+x@mail.example.org")],
+        );
         check("not an address: a@b, user@localhost, x..y@ex.com", &[]);
         // Cards: valid Luhn with a known prefix; lookalikes fail.
-        check("my card is 4111 1111 1111 1111", &[("CREDIT_CARD", "4111 1111 1111 1111")]);
-        check("card 5500-0000-0000-0004 exp 12/29", &[("CREDIT_CARD", "5500-0000-0000-0004")]);
+        check(
+            "my card is 4111 1111 1111 1111",
+            &[("CREDIT_CARD", "4111 1111 1111 1111")],
+        );
+        check(
+            "card 5500-0000-0000-0004 exp 12/29",
+            &[("CREDIT_CARD", "5500-0000-0000-0004")],
+        );
         check("amex 378282246310005", &[("CREDIT_CARD", "378282246310005")]);
         check("card 4111 1111 1111 1112", &[]); // Luhn fails
         check("card 9111 1111 1111 1115", &[]); // no issuer starts with 9
         check("card 4111-1111 1111-1111", &[]); // mixed separators
         check("IBAN ES13 6219 0905 1418 8783 7016", &[]); // bad IBAN with a Luhn-valid run inside
-        check("call +44 20 7946 0958, SSN 536-22-1234", &[("PHONE", "+44 20 7946 0958"), ("US_SSN", "536-22-1234")]);
+        check(
+            "call +44 20 7946 0958, SSN 536-22-1234",
+            &[("PHONE", "+44 20 7946 0958"), ("US_SSN", "536-22-1234")],
+        );
         // IBAN: mod-97 and country length.
-        check("IBAN GB82 WEST 1234 5698 7654 32 please", &[("IBAN", "GB82 WEST 1234 5698 7654 32")]);
+        check(
+            "IBAN GB82 WEST 1234 5698 7654 32 please",
+            &[("IBAN", "GB82 WEST 1234 5698 7654 32")],
+        );
         check("DE89370400440532013000", &[("IBAN", "DE89370400440532013000")]);
         check("GB82 WEST 1234 5698 7654 33", &[]); // checksum
         check("DE8937040044053201300", &[]); // one short
-        // SSN
+                                             // SSN
         check("SSN: 536-22-1234", &[("US_SSN", "536-22-1234")]);
         check("my social security number is 536221234", &[("US_SSN", "536221234")]);
-        check("ssn 666-12-3456, 000-12-3456, 912-12-3456, 536-00-1234, 536-22-0000", &[]);
+        check(
+            "ssn 666-12-3456, 000-12-3456, 912-12-3456, 536-00-1234, 536-22-0000",
+            &[],
+        );
         check("ticket 536221234", &[]); // no separators, no context: too weak
         check("ssn 536-22 1234", &[]); // inconsistent separators
-        // Phones
+                                       // Phones
         check("call me on +44 20 7946 0958", &[("PHONE", "+44 20 7946 0958")]);
         check("phone: (415) 555-2671", &[("PHONE", "(415) 555-2671")]);
         check("+14155552671", &[("PHONE", "+14155552671")]);
@@ -551,10 +670,16 @@ mod tests {
         check("version 10.2.33.4512 released", &[]);
         // IP addresses
         check("server at 192.168.10.24 is down", &[("IP_ADDRESS", "192.168.10.24")]);
-        check("v6 host 2001:db8::8a2e:370:7334 up", &[("IP_ADDRESS", "2001:db8::8a2e:370:7334")]);
+        check(
+            "v6 host 2001:db8::8a2e:370:7334 up",
+            &[("IP_ADDRESS", "2001:db8::8a2e:370:7334")],
+        );
         check("999.1.1.1 and 1.2.3.4.5 and time 12:30:45", &[]);
         // Crypto
-        check("btc 1BoatSLRHtKNngkdXEeobR76b53LETtpyT", &[("CRYPTO_WALLET", "1BoatSLRHtKNngkdXEeobR76b53LETtpyT")]);
+        check(
+            "btc 1BoatSLRHtKNngkdXEeobR76b53LETtpyT",
+            &[("CRYPTO_WALLET", "1BoatSLRHtKNngkdXEeobR76b53LETtpyT")],
+        );
         check("btc 1BoatSLRHtKNngkdXEeobR76b53LETtpyX", &[]); // Base58Check fails
         check(
             "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq",
@@ -572,7 +697,9 @@ mod tests {
 
     #[test]
     fn every_pattern_compiles() {
-        for r in [&EMAIL, &CARD, &IBAN, &SSN, &PHONE, &US_PHONE, &IPV4, &IPV6, &BTC58, &BECH32, &ETH] {
+        for r in [
+            &EMAIL, &CARD, &IBAN, &SSN, &PHONE, &US_PHONE, &IPV4, &IPV6, &BTC58, &BECH32, &ETH,
+        ] {
             assert!(r.is_some());
         }
     }

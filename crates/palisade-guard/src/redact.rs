@@ -211,7 +211,12 @@ mod tests {
         );
         check(RedactionMode::Mask, "no entities", &[], "no entities");
         // Overlapping or out-of-range entities are skipped, never panic.
-        check(RedactionMode::Mask, "abcdef", &[ent("X", 0, 3), ent("Y", 2, 4), ent("Z", 4, 99)], "<X>def");
+        check(
+            RedactionMode::Mask,
+            "abcdef",
+            &[ent("X", 0, 3), ent("Y", 2, 4), ent("Z", 4, 99)],
+            "<X>def",
+        );
     }
 
     #[test]

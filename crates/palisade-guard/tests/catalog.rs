@@ -32,10 +32,19 @@ fn guard_rule_references_exist_and_docs_have_every_heading() {
             }
         }
         let doc = rule.doc();
-        for h in ["## What it does", "## Why is this bad", "## Example", "## Remediation", "## References"] {
+        for h in [
+            "## What it does",
+            "## Why is this bad",
+            "## Example",
+            "## Remediation",
+            "## References",
+        ] {
             assert!(doc.contains(h), "{} lacks {h}", rule.code);
         }
     }
     let source = include_str!("../src/rules.rs");
-    assert_eq!(source.matches("declare_rule! {").count(), palisade_guard::rules::ALL.len());
+    assert_eq!(
+        source.matches("declare_rule! {").count(),
+        palisade_guard::rules::ALL.len()
+    );
 }

@@ -157,7 +157,10 @@ fn read_input(a: &CheckArgs) -> Result<String> {
     let bytes = match (&a.text, &a.file) {
         (Some(t), None) if t == "-" => {
             let mut b = Vec::new();
-            std::io::stdin().lock().read_to_end(&mut b).context("cannot read standard input")?;
+            std::io::stdin()
+                .lock()
+                .read_to_end(&mut b)
+                .context("cannot read standard input")?;
             b
         }
         (Some(t), None) => return Ok(t.clone()),
@@ -196,7 +199,11 @@ fn check(a: CheckArgs, config: Option<&Path>) -> Result<u8> {
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&verdict)?)?,
         Format::Human => print_verdict(&mut out, &verdict, a.response)?,
     }
-    Ok(if verdict.is_flagged() { EXIT_FINDINGS } else { EXIT_CLEAN })
+    Ok(if verdict.is_flagged() {
+        EXIT_FINDINGS
+    } else {
+        EXIT_CLEAN
+    })
 }
 
 fn print_verdict(out: &mut impl Write, v: &Verdict, response: bool) -> Result<()> {
@@ -235,7 +242,9 @@ fn load(paths: &[PathBuf]) -> Result<Vec<(String, Vec<Example>)>> {
     for p in paths {
         let f = std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?;
         let rows = read_jsonl(BufReader::new(f), &p.display().to_string())?;
-        let name = p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let name = p
+            .file_name()
+            .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned());
         out.push((name, rows));
     }
     Ok(out)
@@ -264,7 +273,9 @@ fn eval_injection(guard: &Guard, a: &EvalArgs) -> Result<u8> {
             let r = guard.injection(&ex.text);
             lat_us.push(t.elapsed().as_secs_f64() * 1e6);
             for d in &r.detections {
-                *layer_hits.entry(format!("{}:{:?}", d.code, d.layer).to_lowercase()).or_default() += 1;
+                *layer_hits
+                    .entry(format!("{}:{:?}", d.code, d.layer).to_lowercase())
+                    .or_default() += 1;
             }
             pairs.push((r.score >= threshold, ex.label));
         }
@@ -274,7 +285,10 @@ fn eval_injection(guard: &Guard, a: &EvalArgs) -> Result<u8> {
     let combined = Metrics::from_pairs(all_pairs);
     lat_us.sort_by(f64::total_cmp);
     // Fixed-size prompts: dataset texts concatenated to `latency_bytes`.
-    let texts: Vec<&str> = sets.iter().flat_map(|(_, r)| r.iter().map(|e| e.text.as_str())).collect();
+    let texts: Vec<&str> = sets
+        .iter()
+        .flat_map(|(_, r)| r.iter().map(|e| e.text.as_str()))
+        .collect();
     let mut sized = Vec::new();
     let mut cur = String::new();
     for t in texts.iter().cycle().take(texts.len().max(1) * 4) {
@@ -326,7 +340,10 @@ fn eval_injection(guard: &Guard, a: &EvalArgs) -> Result<u8> {
                 "{:<32} {:>6} {:>9} {:>7} {:>7} {:>7} {:>7}",
                 "file", "rows", "precision", "recall", "F1", "FPR", "acc"
             )?;
-            for (n, m) in per_file.iter().chain(std::iter::once(&("combined".to_owned(), combined))) {
+            for (n, m) in per_file
+                .iter()
+                .chain(std::iter::once(&("combined".to_owned(), combined)))
+            {
                 writeln!(
                     out,
                     "{:<32} {:>6} {:>9.4} {:>7.4} {:>7.4} {:>7.4} {:>7.4}",
@@ -405,14 +422,19 @@ fn eval_pii(guard: &Guard, a: &EvalArgs) -> Result<u8> {
     }
     // Entity-level matching on (type, value), per kind; only kinds the data labels are
     // scored (a secret found in a personal-data set is neither right nor wrong).
-    let labelled: std::collections::BTreeSet<&str> =
-        rows.iter().flat_map(|r| r.entities.iter().map(|e| e.kind.as_str())).collect();
+    let labelled: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .flat_map(|r| r.entities.iter().map(|e| e.kind.as_str()))
+        .collect();
     let mut per_kind = std::collections::BTreeMap::<String, (usize, usize, usize)>::new();
     for (r, pred) in rows.iter().zip(&predicted) {
         let mut gold: Vec<&PiiEntity> = r.entities.iter().collect();
         for p in pred.iter().filter(|p| labelled.contains(p.kind.as_str())) {
             let e = per_kind.entry(p.kind.clone()).or_default();
-            if let Some(i) = gold.iter().position(|g| g.kind == p.kind && g.value.trim() == p.value.trim()) {
+            if let Some(i) = gold
+                .iter()
+                .position(|g| g.kind == p.kind && g.value.trim() == p.value.trim())
+            {
                 gold.remove(i);
                 e.0 += 1;
             } else {
@@ -432,9 +454,7 @@ fn eval_pii(guard: &Guard, a: &EvalArgs) -> Result<u8> {
         Format::Json => {
             let kinds: serde_json::Map<String, serde_json::Value> = per_kind
                 .iter()
-                .map(|(k, (tp, fp, fn_))| {
-                    Ok((k.clone(), serde_json::to_value(Metrics::from_counts(*tp, *fp, *fn_))?))
-                })
+                .map(|(k, (tp, fp, fn_))| Ok((k.clone(), serde_json::to_value(Metrics::from_counts(*tp, *fp, *fn_))?)))
                 .collect::<Result<_>>()?;
             let j = serde_json::json!({
                 "task": "pii",
