@@ -166,8 +166,12 @@ fn safe_cut(pending: &str, lookbehind: usize) -> usize {
     // Back to the start of the whitespace-delimited word the cut falls in.
     let word = |i: usize| bytes.get(i).is_some_and(|b| !b.is_ascii_whitespace());
     if word(cut - 1) && word(cut) {
-        if let Some(i) = pending[window_start..cut].rfind(char::is_whitespace) {
-            cut = window_start + i + 1;
+        let space = pending[window_start..cut]
+            .char_indices()
+            .rev()
+            .find(|(_, c)| c.is_whitespace());
+        if let Some((i, c)) = space {
+            cut = window_start + i + c.len_utf8();
         } else {
             cut = window_start;
         }
@@ -325,5 +329,9 @@ mod tests {
             let c = safe_cut(&s, lb);
             assert!(s.is_char_boundary(c));
         }
+        // A multi-byte space (U+3000) before the held word: the cut lands after it.
+        let s = format!("{}xx\u{3000}tailtail", "d ".repeat(40));
+        let c = safe_cut(&s, 6);
+        assert_eq!(&s[c..], "tailtail");
     }
 }
