@@ -4,17 +4,17 @@
 //! more than it was given plus replacements.
 #![no_main]
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use libfuzzer_sys::fuzz_target;
 use palisade_guard::{Context, Decision, Guard, GuardConfig, RedactionMode, Vault};
 
-static GUARD: LazyLock<Option<Guard>> = LazyLock::new(|| {
+static GUARD: LazyLock<Option<Arc<Guard>>> = LazyLock::new(|| {
     let mut cfg = GuardConfig::default();
     cfg.redaction.mode = RedactionMode::Pseudonymise;
     cfg.output.canary_tokens = vec!["pal-canary-0011223344".to_owned()];
     cfg.stream.lookbehind_bytes = 48;
-    Guard::from_config(&cfg).ok()
+    Guard::from_config(&cfg).ok().map(Arc::new)
 });
 
 fuzz_target!(|data: &[u8]| {
@@ -27,11 +27,7 @@ fuzz_target!(|data: &[u8]| {
         // Restoring the pseudonyms gives the original text back.
         assert_eq!(vault.restore(red), text.as_ref());
     }
-    let ctx = Context {
-        vault: Some(&vault),
-        ..Context::default()
-    };
-    let _ = guard.check_output(&text, &ctx);
+    let _ = guard.check_output(&text, &Context::with_vault(vault));
     // Stream the same text in chunks of a size taken from the data.
     let step = 1 + usize::from(data.first().copied().unwrap_or(7) % 31);
     let mut s = guard.stream(Context::default());

@@ -1,5 +1,7 @@
 //! [`Guard`]: the configured pipeline the CLI and the gateway call.
 
+use std::sync::Arc;
+
 use crate::classifier::Model;
 use crate::config::{GuardConfig, RedactionMode};
 use crate::decode::decode_all;
@@ -265,12 +267,31 @@ pub(crate) fn decide(detections: &[Detection], redacted: Option<String>) -> Deci
 }
 
 /// Per-request output context: the request's vault (to restore pseudonymised values),
-/// its JSON schema for structured output, and extra canary tokens.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Context<'a> {
-    pub vault: Option<&'a Vault>,
-    pub schema: Option<&'a serde_json::Value>,
-    pub canary_tokens: &'a [String],
+/// its JSON schema for structured output, and extra canary tokens. Owned and cheap to
+/// clone, so a [`StreamGuard`] can live in an async response body (`'static + Send`).
+#[derive(Clone, Debug, Default)]
+pub struct Context {
+    pub vault: Option<Arc<Vault>>,
+    pub schema: Option<Arc<serde_json::Value>>,
+    pub canary_tokens: Vec<String>,
+}
+
+impl Context {
+    /// A context that restores the pseudonyms recorded in `vault`.
+    pub fn with_vault(vault: Vault) -> Context {
+        Context {
+            vault: Some(Arc::new(vault)),
+            ..Context::default()
+        }
+    }
+
+    /// A context whose response must validate against `schema`.
+    pub fn with_schema(schema: serde_json::Value) -> Context {
+        Context {
+            schema: Some(Arc::new(schema)),
+            ..Context::default()
+        }
+    }
 }
 
 /// A replacement of `start..end` in a text.
@@ -414,7 +435,7 @@ impl Guard {
     }
 
     /// Output findings except the schema (which needs the whole response).
-    pub(crate) fn output_findings(&self, text: &str, ctx: &Context<'_>) -> (Vec<Detection>, Vec<Edit>) {
+    pub(crate) fn output_findings(&self, text: &str, ctx: &Context) -> (Vec<Detection>, Vec<Edit>) {
         let ocfg = &self.cfg.output;
         let mut dets = Vec::new();
         let mut edits = Vec::new();
@@ -443,7 +464,7 @@ impl Guard {
                     action,
                 });
             };
-        let tokens: Vec<String> = ocfg.canary_tokens.iter().chain(ctx.canary_tokens).cloned().collect();
+        let tokens: Vec<String> = ocfg.canary_tokens.iter().chain(&ctx.canary_tokens).cloned().collect();
         for f in output::canaries(text, &tokens) {
             add(&rules::GRD022, Layer::Canary, ocfg.canary.action, f, &mut edits);
         }
@@ -492,16 +513,16 @@ impl Guard {
 
     /// Checks a response. With a vault in `ctx`, pseudonymised values are restored in
     /// the returned text (decision `redact` when anything was restored).
-    pub fn check_output(&self, text: &str, ctx: &Context<'_>) -> Verdict {
+    pub fn check_output(&self, text: &str, ctx: &Context) -> Verdict {
         if let Some(v) = self.too_large(text) {
             return v;
         }
         let (mut dets, mut edits) = self.output_findings(text, ctx);
-        if let Some(schema) = ctx.schema {
+        if let Some(schema) = ctx.schema.as_deref() {
             dets.extend(self.schema_detections(text, schema));
         }
         let mut rewritten = (!edits.is_empty()).then(|| apply_edits(text, &mut edits));
-        if let Some(vault) = ctx.vault.filter(|v| !v.is_empty()) {
+        if let Some(vault) = ctx.vault.as_deref().filter(|v| !v.is_empty()) {
             let base = rewritten.as_deref().unwrap_or(text);
             let restored = vault.restore(base);
             if restored != text {
@@ -521,9 +542,10 @@ impl Guard {
         }
     }
 
-    /// A guard for a streamed response (SSE): feed chunks, release what is safe.
-    pub fn stream<'a>(&'a self, ctx: Context<'a>) -> StreamGuard<'a> {
-        StreamGuard::new(self, ctx)
+    /// A guard for a streamed response (SSE): feed chunks, release what is safe. It
+    /// holds an `Arc` of the guard, so it can be moved into a response stream.
+    pub fn stream(self: &Arc<Self>, ctx: Context) -> StreamGuard {
+        StreamGuard::new(Arc::clone(self), ctx)
     }
 
     /// A fresh random canary token to plant in a system prompt.

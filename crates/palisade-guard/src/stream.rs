@@ -6,6 +6,8 @@
 //! Everything before the hold-back is checked, redacted, has its pseudonyms restored,
 //! and is released. A blocking finding stops the stream: nothing more is released.
 
+use std::sync::Arc;
+
 use crate::guard::{apply_edits, Context, Guard};
 use crate::verdict::{Action, Detection, Span};
 
@@ -23,9 +25,9 @@ pub struct StreamOutput {
 
 /// Chunk-by-chunk output guard; see the module documentation.
 #[derive(Debug)]
-pub struct StreamGuard<'a> {
-    guard: &'a Guard,
-    ctx: Context<'a>,
+pub struct StreamGuard {
+    guard: Arc<Guard>,
+    ctx: Context,
     pending: String,
     /// Stream offset of `pending[0]`.
     offset: usize,
@@ -35,11 +37,11 @@ pub struct StreamGuard<'a> {
     blocked: bool,
 }
 
-impl<'a> StreamGuard<'a> {
-    pub(crate) fn new(guard: &'a Guard, ctx: Context<'a>) -> StreamGuard<'a> {
+impl StreamGuard {
+    pub(crate) fn new(guard: Arc<Guard>, ctx: Context) -> StreamGuard {
         StreamGuard {
             guard,
-            whole: ctx.schema.map(|_| String::new()),
+            whole: ctx.schema.as_ref().map(|_| String::new()),
             ctx,
             pending: String::new(),
             offset: 0,
@@ -75,8 +77,8 @@ impl<'a> StreamGuard<'a> {
             };
         }
         let mut out = self.release(self.pending.len());
-        if let (Some(schema), Some(whole)) = (self.ctx.schema, self.whole.take()) {
-            let dets = self.guard.schema_detections(&whole, schema);
+        if let (Some(schema), Some(whole)) = (self.ctx.schema.clone(), self.whole.take()) {
+            let dets = self.guard.schema_detections(&whole, &schema);
             if dets.iter().any(|d| d.action == Action::Block) {
                 out.blocked = true;
                 self.blocked = true;
@@ -124,7 +126,7 @@ impl<'a> StreamGuard<'a> {
             .collect();
         let head = self.pending.get(..cut).unwrap_or_default();
         let mut text = apply_edits(head, &mut mine);
-        if let Some(v) = self.ctx.vault {
+        if let Some(v) = self.ctx.vault.as_deref() {
             text = v.restore(&text);
         }
         self.pending = self.pending.get(cut..).unwrap_or_default().to_owned();
@@ -202,12 +204,12 @@ mod tests {
     use crate::redact::Vault;
     use crate::Model;
 
-    fn guard(cfg: GuardConfig) -> Guard {
-        Guard::with_model(&cfg, Model::embedded().unwrap()).unwrap()
+    fn guard(cfg: GuardConfig) -> Arc<Guard> {
+        Arc::new(Guard::with_model(&cfg, Model::embedded().unwrap()).unwrap())
     }
 
     /// Streams `chunks`, returns everything released and the detection codes.
-    fn run(g: &Guard, ctx: Context<'_>, chunks: &[&str]) -> (String, Vec<String>, bool) {
+    fn run(g: &Arc<Guard>, ctx: Context, chunks: &[&str]) -> (String, Vec<String>, bool) {
         let mut s = g.stream(ctx);
         let mut text = String::new();
         let mut codes = Vec::new();
@@ -292,10 +294,7 @@ mod tests {
             panic!("expected redact, got {v:?}")
         };
         assert_eq!(text, "Write to <EMAIL_1> about it");
-        let ctx = Context {
-            vault: Some(&vault),
-            ..Context::default()
-        };
+        let ctx = Context::with_vault(vault);
         let (out, codes, _) = run(&g, ctx, &["Sure, I wrote to <EMA", "IL_1> today."]);
         assert_eq!(out, "Sure, I wrote to ana@example.org today.");
         assert!(codes.is_empty(), "{codes:?}");

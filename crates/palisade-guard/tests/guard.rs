@@ -124,10 +124,7 @@ fn pseudonymisation_round_trip_through_input_and_output() {
             text: "Please send the receipt for card <CREDIT_CARD_1> to <EMAIL_1> today.".to_owned()
         }
     );
-    let ctx = Context {
-        vault: Some(&vault),
-        ..Context::default()
-    };
+    let ctx = Context::with_vault(vault);
     let out = g.check_output("I will charge <CREDIT_CARD_1> and notify <EMAIL_1>.", &ctx);
     assert_eq!(
         out.decision,
@@ -167,13 +164,7 @@ fn output_table() {
         ("redact", vec!["GRD011".to_owned()])
     );
     let schema = serde_json::json!({"type": "object", "required": ["ok"]});
-    let v = g.check_output(
-        "{\"nope\": 1}",
-        &Context {
-            schema: Some(&schema),
-            ..Context::default()
-        },
-    );
+    let v = g.check_output("{\"nope\": 1}", &Context::with_schema(schema));
     assert!(v.is_blocked() && v.detections[0].code == "GRD023", "{v:#?}");
 }
 
@@ -255,4 +246,19 @@ fn shipped_model_is_reproducible_and_meets_the_target() {
             m.false_positive_rate
         );
     }
+}
+
+#[test]
+fn guard_and_stream_guard_fit_an_async_server() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    fn movable<T: Send + 'static>() {}
+    shareable::<Guard>();
+    movable::<palisade_guard::StreamGuard>();
+    // A stream guard outlives the scope that made it (it owns an Arc of the guard).
+    let g = std::sync::Arc::new(guard());
+    let mut s = g.stream(Context::default());
+    drop(g);
+    let mut out = s.push("hello ").text;
+    out.push_str(&s.finish().text);
+    assert_eq!(out, "hello ");
 }

@@ -184,13 +184,11 @@ fn check(a: CheckArgs, config: Option<&Path>) -> Result<u8> {
         None => None,
     };
     let verdict = if a.response {
-        guard.check_output(
-            &text,
-            &Context {
-                schema: schema.as_ref(),
-                ..Context::default()
-            },
-        )
+        let ctx = Context {
+            schema: schema.map(std::sync::Arc::new),
+            ..Context::default()
+        };
+        guard.check_output(&text, &ctx)
     } else {
         guard.check_input(&text)
     };
