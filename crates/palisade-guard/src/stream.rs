@@ -4,12 +4,15 @@
 //! an unclosed markdown/HTML construct that began inside that window) so that a secret,
 //! a canary or a link split across chunks is seen whole before any of it is released.
 //! Everything before the hold-back is checked, redacted, has its pseudonyms restored,
-//! and is released. A blocking finding stops the stream: nothing more is released.
+//! and is released, in batches of at least 64 bytes (each scan reads the hold-back). A blocking finding stops the stream: nothing more is released.
 
 use std::sync::Arc;
 
 use crate::guard::{apply_edits, Context, Guard};
 use crate::verdict::{Action, Detection, Span};
+
+/// Bytes beyond the look-behind that must be pending before a push scans and releases.
+const MIN_RELEASE: usize = 64;
 
 /// What one [`StreamGuard::push`] or [`StreamGuard::finish`] released.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -63,7 +66,13 @@ impl StreamGuard {
             }
         }
         self.pending.push_str(chunk);
-        let cut = safe_cut(&self.pending, self.guard.cfg.stream.lookbehind_bytes);
+        // Scan in batches: SSE chunks are a few tokens each, and every scan reads the
+        // whole hold-back, so wait until at least `MIN_RELEASE` bytes could go out.
+        let lookbehind = self.guard.cfg.stream.lookbehind_bytes;
+        if self.pending.len() < lookbehind + MIN_RELEASE {
+            return StreamOutput::default();
+        }
+        let cut = safe_cut(&self.pending, lookbehind);
         self.release(cut)
     }
 
@@ -324,8 +333,8 @@ mod tests {
         for _ in 0..50 {
             released += s.push("plain words flowing by ").text.len();
         }
-        // Everything but the look-behind (and at most one word) has been released.
-        assert!(50 * 23 - released <= 64 + 23, "held {}", 50 * 23 - released);
+        // Everything but the look-behind, one batch and at most one word has been released.
+        assert!(50 * 23 - released <= 64 + MIN_RELEASE + 23, "held {}", 50 * 23 - released);
         released += s.finish().text.len();
         assert_eq!(released, 50 * 23);
     }
