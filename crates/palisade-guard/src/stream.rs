@@ -334,7 +334,11 @@ mod tests {
             released += s.push("plain words flowing by ").text.len();
         }
         // Everything but the look-behind, one batch and at most one word has been released.
-        assert!(50 * 23 - released <= 64 + MIN_RELEASE + 23, "held {}", 50 * 23 - released);
+        assert!(
+            50 * 23 - released <= 64 + MIN_RELEASE + 23,
+            "held {}",
+            50 * 23 - released
+        );
         released += s.finish().text.len();
         assert_eq!(released, 50 * 23);
     }
