@@ -210,7 +210,12 @@ pub fn normalize(input: &str) -> Normalized {
         } else if is_bidi(c) {
             tricks.bidi += 1;
         } else if is_invisible(c) {
-            tricks.invisible += 1;
+            // Emoji sequences legitimately use ZWJ and variation selectors, and files
+            // start with a BOM: only an invisible character after a letter or digit (a
+            // word split for a filter) counts as a trick. Either way it is removed.
+            if stage.chars().next_back().is_some_and(char::is_alphanumeric) {
+                tricks.invisible += 1;
+            }
         } else {
             stage.push(c);
         }
@@ -291,7 +296,14 @@ mod tests {
         check("ig\u{200B}no\u{200D}re all", "ignore all", |t| {
             t.invisible == 2 && t.suspicious()
         });
-        check("\u{FEFF}soft\u{00AD}ware", "software", |t| t.invisible == 2);
+        check("\u{FEFF}soft\u{00AD}ware", "software", |t| t.invisible == 1);
+        // Emoji sequences (ZWJ, variation selectors) and a leading BOM are not tricks.
+        check(
+            "I \u{2764}\u{FE0F} this \u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}",
+            "I \u{2764} this \u{1F468}\u{1F469}\u{1F467}",
+            |t| !t.suspicious(),
+        );
+        check("\u{FEFF}hello", "hello", |t| !t.suspicious());
         check(
             "hi\u{E0069}\u{E0067}\u{E006E}\u{E006F}\u{E0072}\u{E0065}",
             "hiignore",
