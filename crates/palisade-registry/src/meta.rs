@@ -8,11 +8,11 @@
 use std::collections::BTreeMap;
 
 use palisade_core::merkle::Hash;
-use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
+
+use palisade_auth::{ApiKeyStore, BoxFuture, Method, Principal, StoredKey};
 
 use crate::audit::Event;
 use crate::blobs::BlobRecord;
@@ -179,14 +179,7 @@ pub struct AliasChange {
     pub changed_by: String,
 }
 
-/// An authenticated caller.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Principal {
-    pub key_id: String,
-    pub subject: String,
-    pub roles: Vec<String>,
-}
-
+#[derive(Clone)]
 pub struct MetaStore {
     pool: AnyPool,
 }
@@ -628,18 +621,13 @@ impl MetaStore {
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
     }
 
-    /// Creates an API key; returns the token `pk_<id>.<secret>`, shown once. Only the
-    /// SHA-256 of the secret is stored.
+    /// Creates an API key; returns the principal and the token `pk_<id>.<secret>`, shown
+    /// once. Only the SHA-256 of the secret is stored.
     pub async fn create_api_key(&self, subject: &str, roles: &[String]) -> Result<(Principal, String), MetaError> {
-        let mut id = [0u8; 8];
-        let mut secret = [0u8; 32];
-        OsRng.fill_bytes(&mut id);
-        OsRng.fill_bytes(&mut secret);
-        let id = format!("pk_{}", hex::encode(id));
-        let secret = hex::encode(secret);
+        let (id, digest, token) = palisade_auth::apikey::generate();
         sqlx::query("INSERT INTO api_keys (id, secret_sha256, subject, roles, created_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(&id)
-            .bind(hex::encode(Sha256::digest(secret.as_bytes())))
+            .bind(digest)
             .bind(subject)
             .bind(roles.join(","))
             .bind(now())
@@ -647,41 +635,28 @@ impl MetaStore {
             .await?;
         Ok((
             Principal {
-                key_id: id.clone(),
+                id,
                 subject: subject.to_owned(),
                 roles: roles.to_vec(),
+                method: Method::ApiKey,
             },
-            format!("{id}.{secret}"),
+            token,
         ))
     }
 
-    /// The principal of a valid, unrevoked token; `None` for anything else.
-    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, MetaError> {
-        let Some((id, secret)) = token.split_once('.') else {
-            return Ok(None);
-        };
-        if !id.starts_with("pk_") || id.len() > 64 || secret.len() != 64 {
-            return Ok(None);
-        }
+    async fn find_api_key(&self, id: &str) -> Result<Option<StoredKey>, MetaError> {
         let row = sqlx::query("SELECT secret_sha256, subject, roles, revoked_at FROM api_keys WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
         let Some(row) = row else { return Ok(None) };
-        let stored: String = row.try_get(0)?;
-        let revoked: Option<String> = row.try_get(3)?;
-        let given = hex::encode(Sha256::digest(secret.as_bytes()));
-        // Constant-time comparison of the two hashes.
-        let same = stored.len() == given.len()
-            && stored.bytes().zip(given.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-        if !same || revoked.is_some() {
-            return Ok(None);
-        }
         let roles: String = row.try_get(2)?;
-        Ok(Some(Principal {
-            key_id: id.to_owned(),
+        let revoked: Option<String> = row.try_get(3)?;
+        Ok(Some(StoredKey {
+            secret_sha256: row.try_get(0)?,
             subject: row.try_get(1)?,
             roles: roles.split(',').filter(|r| !r.is_empty()).map(str::to_owned).collect(),
+            revoked: revoked.is_some(),
         }))
     }
 
@@ -856,5 +831,11 @@ impl MetaStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(|r| Ok((u(r.try_get(0)?), r.try_get(1)?))).collect()
+    }
+}
+
+impl ApiKeyStore for MetaStore {
+    fn find<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<StoredKey>, String>> {
+        Box::pin(async move { self.find_api_key(id).await.map_err(|e| e.to_string()) })
     }
 }

@@ -17,11 +17,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::audit::{Event, LogSigner};
-use crate::authz::{self, Action};
+use crate::authz::Action;
 use crate::blobs::{BlobError, BlobStore};
 use crate::crypto::{CryptoError, KeyProvider, LocalKeyFile};
 use crate::gates::{self, GatePolicy};
-use crate::meta::{Lineage, MetaError, MetaStore, Principal, VersionFile};
+use crate::meta::{Lineage, MetaError, MetaStore, VersionFile};
+use palisade_auth::{Authenticator, JwtConfig, Policy, Principal, Resource};
 
 /// Largest JSON request body.
 const MAX_JSON: usize = 1 << 20;
@@ -33,7 +34,31 @@ pub struct Registry {
     pub blobs: BlobStore,
     pub kek: Box<dyn KeyProvider>,
     pub log: LogSigner,
+    pub auth: Authenticator,
+    pub policy: Policy,
     checkpoint_lock: tokio::sync::Mutex<()>,
+}
+
+/// How `open` sets the registry up.
+pub struct Options {
+    /// Metadata store URL; `None`: SQLite in the home directory.
+    pub database_url: Option<String>,
+    pub max_blob: u64,
+    /// Accept OIDC/JWT bearer tokens as well as API keys.
+    pub jwt: Option<JwtConfig>,
+    /// Operator Cedar policy files, added to the built-in role policies.
+    pub policy_files: Vec<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            database_url: None,
+            max_blob: DEFAULT_MAX_BLOB,
+            jwt: None,
+            policy_files: Vec::new(),
+        }
+    }
 }
 
 /// What `open` found or made.
@@ -55,6 +80,10 @@ pub enum OpenError {
     Crypto(#[from] CryptoError),
     #[error("{0}: the audit signing key must be 32 bytes")]
     AuditKey(PathBuf),
+    #[error(transparent)]
+    Jwt(#[from] palisade_auth::JwtError),
+    #[error("authorization policy: {0}")]
+    Policy(#[from] palisade_auth::PolicyError),
 }
 
 fn private_dir(p: &Path) -> Result<(), OpenError> {
@@ -72,7 +101,12 @@ fn private_dir(p: &Path) -> Result<(), OpenError> {
 /// Opens `$PALISADE_HOME` (creating it on first run): SQLite metadata unless
 /// `database_url` names another store, the blob store, the key-encryption key and the
 /// audit-log signing key. The first start creates an admin API key.
-pub async fn open(home: &Path, database_url: Option<&str>, max_blob: u64) -> Result<Opened, OpenError> {
+pub async fn open(home: &Path, options: Options) -> Result<Opened, OpenError> {
+    let policy = Policy::load(&options.policy_files)?;
+    let jwt = match options.jwt {
+        Some(c) => Some(Arc::new(palisade_auth::JwtVerifier::new(c).await?)),
+        None => None,
+    };
     private_dir(home)?;
     private_dir(&home.join("keys"))?;
     let kek = LocalKeyFile::open_or_create(&home.join("keys/kek"))?;
@@ -89,23 +123,26 @@ pub async fn open(home: &Path, database_url: Option<&str>, max_blob: u64) -> Res
         .try_into()
         .map_err(|_| OpenError::AuditKey(audit_key.clone()))?;
     let log = LogSigner::from_seed("palisade/registry", seed);
-    let url = match database_url {
-        Some(u) => u.to_owned(),
+    let url = match options.database_url {
+        Some(u) => u,
         None => format!("sqlite://{}", home.join("registry.db").display()),
     };
     let meta = MetaStore::connect(&url).await?;
-    let blobs = BlobStore::open(&home.join("store"), max_blob)?;
+    let blobs = BlobStore::open(&home.join("store"), options.max_blob)?;
     let first_admin_token = if meta.count_api_keys().await? == 0 {
         let (_, token) = meta.create_api_key("admin", &["admin".to_owned()]).await?;
         Some(token)
     } else {
         None
     };
+    let auth = Authenticator::new(Some(Arc::new(meta.clone())), jwt);
     let registry = Arc::new(Registry {
         meta,
         blobs,
         kek: Box::new(kek),
         log,
+        auth,
+        policy,
         checkpoint_lock: tokio::sync::Mutex::new(()),
     });
     Ok(Opened {
@@ -207,7 +244,42 @@ impl Registry {
         Ok(Some(note))
     }
 
-    /// Authenticates and authorises; refusals are audited.
+    /// Authenticates; a refusal is audited.
+    async fn authenticate(&self, headers: &HeaderMap, action: Action, target: &str) -> ApiResult<Principal> {
+        let header = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+        match self.auth.authenticate(header).await {
+            Ok(p) => Ok(p),
+            Err(e) => {
+                if e.is_internal() {
+                    tracing::error!("authentication store: {e:?}");
+                }
+                let _ = self
+                    .audit(
+                        "anonymous",
+                        action.name(),
+                        target,
+                        "denied",
+                        json!({ "reason": e.to_string() }),
+                    )
+                    .await;
+                let status = if e.is_internal() {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::UNAUTHORIZED
+                };
+                Err(ApiError(status, e.to_string()))
+            }
+        }
+    }
+
+    /// Whether `p` may take `action` on `model` (or on the registry as a whole).
+    fn allowed(&self, p: &Principal, action: Action, model: Option<&str>) -> palisade_auth::Decision {
+        let resource = model.map_or(Resource::Registry, Resource::Model);
+        self.policy.decide(p, action.name(), resource)
+    }
+
+    /// Authenticates and authorises (deny by default); refusals are audited with the
+    /// policies that decided.
     async fn require(
         &self,
         headers: &HeaderMap,
@@ -215,38 +287,21 @@ impl Registry {
         model: Option<&str>,
         target: &str,
     ) -> ApiResult<Principal> {
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        let principal = match token {
-            Some(t) => self.meta.authenticate(t).await?,
-            None => None,
-        };
-        let Some(p) = principal else {
+        let p = self.authenticate(headers, action, target).await?;
+        let decision = self.allowed(&p, action, model);
+        if !decision.allowed {
             let _ = self
                 .audit(
-                    "anonymous",
+                    &p.id,
                     action.name(),
                     target,
                     "denied",
-                    json!({ "reason": "no valid credentials" }),
-                )
-                .await;
-            return Err(ApiError(
-                StatusCode::UNAUTHORIZED,
-                "authentication required: Authorization: Bearer <API key>".into(),
-            ));
-        };
-        if !authz::allowed(&p, action, model) {
-            let _ = self
-                .audit(
-                    &p.key_id,
-                    action.name(),
-                    target,
-                    "denied",
-                    json!({ "reason": "not permitted", "roles": p.roles }),
+                    json!({
+                        "reason": "not permitted",
+                        "roles": p.roles,
+                        "policies": decision.policies,
+                        "errors": decision.errors,
+                    }),
                 )
                 .await;
             return Err(ApiError(
@@ -309,19 +364,19 @@ async fn create_model(
         .require(&headers, Action::CreateModel, Some(&m.name), &target)
         .await?;
     let created = reg.meta.create_model(&m.name, &m.description, &p.subject).await?;
-    reg.audit(&p.key_id, "create-model", &target, "allowed", json!({}))
-        .await?;
+    reg.audit(&p.id, "create-model", &target, "allowed", json!({})).await?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
 async fn list_models(State(reg): State<Arc<Registry>>, headers: HeaderMap) -> ApiResult<Response> {
-    let p = reg.require(&headers, Action::Read, None, "models").await?;
+    // Any authenticated caller may list; it sees the models it may read.
+    let p = reg.authenticate(&headers, Action::Read, "models").await?;
     let models: Vec<_> = reg
         .meta
         .list_models()
         .await?
         .into_iter()
-        .filter(|m| authz::allowed(&p, Action::Read, Some(&m.name)))
+        .filter(|m| reg.allowed(&p, Action::Read, Some(&m.name)).allowed)
         .collect();
     Ok(Json(json!({ "registered_models": models })).into_response())
 }
@@ -445,7 +500,7 @@ async fn create_version(
         .create_version(&name, &digest, &v.files, &v.lineage, &p.subject)
         .await?;
     reg.audit(
-        &p.key_id,
+        &p.id,
         "create-version",
         &format!("model/{name}@{}", created.version),
         "allowed",
@@ -477,7 +532,7 @@ async fn set_alias(
         if !unmet.is_empty() {
             let _ = reg
                 .audit(
-                    &p.key_id,
+                    &p.id,
                     "promote",
                     &target,
                     "denied",
@@ -490,14 +545,8 @@ async fn set_alias(
         }
     }
     reg.meta.set_alias(&name, &alias, Some(b.version), &p.subject).await?;
-    reg.audit(
-        &p.key_id,
-        "promote",
-        &target,
-        "allowed",
-        json!({ "version": b.version }),
-    )
-    .await?;
+    reg.audit(&p.id, "promote", &target, "allowed", json!({ "version": b.version }))
+        .await?;
     reg.checkpoint().await?;
     Ok(Json(json!({ "model": name, "alias": alias, "version": b.version })).into_response())
 }
@@ -510,8 +559,7 @@ async fn delete_alias(
     let target = format!("model/{name}@{alias}");
     let p = reg.require(&headers, Action::Promote, Some(&name), &target).await?;
     reg.meta.set_alias(&name, &alias, None, &p.subject).await?;
-    reg.audit(&p.key_id, "remove-alias", &target, "allowed", json!({}))
-        .await?;
+    reg.audit(&p.id, "remove-alias", &target, "allowed", json!({})).await?;
     reg.checkpoint().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -556,13 +604,7 @@ async fn put_blob(
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             };
             let _ = reg
-                .audit(
-                    &p.key_id,
-                    "push-blob",
-                    &target,
-                    "failed",
-                    json!({ "error": e.to_string() }),
-                )
+                .audit(&p.id, "push-blob", &target, "failed", json!({ "error": e.to_string() }))
                 .await;
             return Err(ApiError(status, e.to_string()));
         }
@@ -572,7 +614,7 @@ async fn put_blob(
         // A concurrent push of the same content won; ours is redundant.
         let _ = std::fs::remove_file(reg.blobs.file_of(&rec));
     }
-    reg.audit(&p.key_id, "push-blob", &target, "allowed", json!({ "size": kept.size }))
+    reg.audit(&p.id, "push-blob", &target, "allowed", json!({ "size": kept.size }))
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -600,13 +642,7 @@ async fn get_blob(
         Ok(_) => {}
         Err(e @ (BlobError::Crypto(_) | BlobError::Missing(_))) => {
             let _ = reg
-                .audit(
-                    &p.key_id,
-                    "pull-blob",
-                    &target,
-                    "tamper",
-                    json!({ "error": e.to_string() }),
-                )
+                .audit(&p.id, "pull-blob", &target, "tamper", json!({ "error": e.to_string() }))
                 .await;
             return Err(ApiError(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -757,18 +793,14 @@ async fn create_key(
     }
     let (created, token) = reg.meta.create_api_key(&k.subject, &k.roles).await?;
     reg.audit(
-        &p.key_id,
+        &p.id,
         "create-key",
-        &format!("key/{}", created.key_id),
+        &format!("key/{}", created.id),
         "allowed",
         json!({ "subject": k.subject, "roles": k.roles }),
     )
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "id": created.key_id, "token": token })),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, Json(json!({ "id": created.id, "token": token }))).into_response())
 }
 
 async fn revoke_key(
@@ -778,7 +810,7 @@ async fn revoke_key(
 ) -> ApiResult<Response> {
     let p = reg.require(&headers, Action::ManageKeys, None, "keys").await?;
     reg.meta.revoke_api_key(&id).await?;
-    reg.audit(&p.key_id, "revoke-key", &format!("key/{id}"), "allowed", json!({}))
+    reg.audit(&p.id, "revoke-key", &format!("key/{id}"), "allowed", json!({}))
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -806,7 +838,7 @@ async fn add_attestation(
         .unwrap_or_default();
     let seq = reg.meta.add_attestation(&name, version, &body, &p.subject).await?;
     reg.audit(
-        &p.key_id,
+        &p.id,
         "add-attestation",
         &target,
         "allowed",
@@ -856,7 +888,7 @@ async fn set_gate(
     let canonical =
         serde_json::to_string(&policy).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     reg.meta.set_gate(&name, &alias, Some(&canonical), &p.subject).await?;
-    reg.audit(&p.key_id, "set-gate", &target, "allowed", json!({ "policy": policy }))
+    reg.audit(&p.id, "set-gate", &target, "allowed", json!({ "policy": policy }))
         .await?;
     Ok(Json(policy).into_response())
 }

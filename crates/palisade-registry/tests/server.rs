@@ -22,7 +22,15 @@ fn start(home: &Path) -> (Server, Option<String>) {
         .build()
         .unwrap();
     let (opened, addr) = rt.block_on(async {
-        let opened = palisade_registry::server::open(home, None, 1 << 30).await.unwrap();
+        let opened = palisade_registry::server::open(
+            home,
+            palisade_registry::server::Options {
+                max_blob: 1 << 30,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = palisade_registry::server::router(opened.registry.clone());

@@ -212,21 +212,45 @@ pub struct KeysRotateArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// State directory (created on first run).
-    #[arg(long, env = "PALISADE_HOME", default_value = ".palisade")]
-    pub home: PathBuf,
-    /// Address to listen on.
-    #[arg(long, env = "PALISADE_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: String,
+    /// State directory (created on first run) [default: .palisade, or `serve.home`].
+    #[arg(long, env = "PALISADE_HOME")]
+    pub home: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080, or `serve.listen`].
+    #[arg(long, env = "PALISADE_LISTEN")]
+    pub listen: Option<String>,
     /// Metadata database (sqlite://PATH or postgres://…) [default: SQLite in --home].
     #[arg(long, env = "PALISADE_DATABASE_URL")]
     pub database_url: Option<String>,
-    /// Largest blob accepted (e.g. 64GiB).
-    #[arg(long, default_value = "64GiB")]
-    pub max_blob_size: String,
-    /// Seconds between audit checkpoints (one is also signed at every promotion).
-    #[arg(long, default_value_t = 60)]
-    pub checkpoint_interval: u64,
+    /// Largest blob accepted [default: 64GiB, or `serve.max_blob_size`].
+    #[arg(long)]
+    pub max_blob_size: Option<String>,
+    /// Seconds between audit checkpoints (one is also signed at every promotion)
+    /// [default: 60, or `serve.checkpoint_interval`].
+    #[arg(long)]
+    pub checkpoint_interval: Option<u64>,
+    /// A Cedar policy file added to the built-in role policies (repeatable; also
+    /// `auth.policy_files`). Policies are validated at start.
+    #[arg(long = "policy", value_name = "FILE")]
+    pub policies: Vec<PathBuf>,
+    /// Accept OIDC/JWT bearer tokens from this issuer (with --jwt-audience and one of
+    /// --jwks-file / --jwks-url; or `[auth.jwt]` in the config).
+    #[arg(long, env = "PALISADE_JWT_ISSUER", requires = "jwt_audience")]
+    pub jwt_issuer: Option<String>,
+    /// The audience tokens must name.
+    #[arg(long, env = "PALISADE_JWT_AUDIENCE", requires = "jwt_issuer")]
+    pub jwt_audience: Option<String>,
+    /// The issuer's JWKS document.
+    #[arg(
+        long,
+        env = "PALISADE_JWKS_FILE",
+        requires = "jwt_issuer",
+        conflicts_with = "jwks_url"
+    )]
+    pub jwks_file: Option<PathBuf>,
+    /// The issuer's JWKS URL (https, or http on loopback), refreshed hourly and when a
+    /// token names an unknown key.
+    #[arg(long, env = "PALISADE_JWKS_URL", requires = "jwt_issuer")]
+    pub jwks_url: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

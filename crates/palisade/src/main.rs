@@ -30,7 +30,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => commands::sign::verify(args),
         Command::VerifyAttestation(args) => commands::sign::verify_attestation(args),
         Command::Bom(args) => commands::bom::run(args),
-        Command::Serve(args) => commands::serve::run(args),
+        Command::Serve(args) => commands::serve::run(args, cli.config.as_deref()),
         Command::Push(args) => commands::client::push(args),
         Command::Pull(args) => commands::client::pull(args),
         Command::Versions(args) => commands::client::versions(args),
