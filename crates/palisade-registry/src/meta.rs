@@ -612,6 +612,29 @@ impl MetaStore {
         Ok(())
     }
 
+    /// Removes a tag; `NotFound` when it was not set.
+    pub async fn delete_tag(&self, model: &str, version: Option<u64>, key: &str) -> Result<(), MetaError> {
+        let r = sqlx::query("DELETE FROM tags WHERE model = $1 AND version = $2 AND key = $3")
+            .bind(model)
+            .bind(i(version.unwrap_or(0)))
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(MetaError::NotFound(format!("tag {key}")));
+        }
+        Ok(())
+    }
+
+    /// A model's aliases and the versions they point at.
+    pub async fn aliases(&self, model: &str) -> Result<BTreeMap<String, u64>, MetaError> {
+        let rows = sqlx::query("SELECT alias, version FROM aliases WHERE model = $1")
+            .bind(model)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, u(r.try_get(1)?)))).collect()
+    }
+
     pub async fn tags(&self, model: &str, version: Option<u64>) -> Result<BTreeMap<String, String>, MetaError> {
         let rows = sqlx::query("SELECT key, value FROM tags WHERE model = $1 AND version = $2")
             .bind(model)

@@ -24,6 +24,9 @@ use crate::gates::{self, GatePolicy};
 use crate::meta::{Lineage, MetaError, MetaStore, VersionFile};
 use palisade_auth::{Authenticator, JwtConfig, Policy, Principal, Resource};
 
+/// Shortest bootstrap token accepted.
+pub const MIN_BOOTSTRAP: usize = 32;
+
 /// Largest JSON request body.
 const MAX_JSON: usize = 1 << 20;
 /// Default largest blob.
@@ -36,6 +39,8 @@ pub struct Registry {
     pub log: LogSigner,
     pub auth: Authenticator,
     pub policy: Policy,
+    /// SHA-256 of the one-time bootstrap token while no API key exists yet.
+    bootstrap: tokio::sync::Mutex<Option<String>>,
     checkpoint_lock: tokio::sync::Mutex<()>,
 }
 
@@ -48,6 +53,9 @@ pub struct Options {
     pub jwt: Option<JwtConfig>,
     /// Operator Cedar policy files, added to the built-in role policies.
     pub policy_files: Vec<PathBuf>,
+    /// A one-time bootstrap token (at least 32 characters): on a first start the admin key
+    /// is not printed; `POST /api/v1/bootstrap` with this token as the bearer mints it once.
+    pub bootstrap_token: Option<String>,
 }
 
 impl Default for Options {
@@ -57,6 +65,7 @@ impl Default for Options {
             max_blob: DEFAULT_MAX_BLOB,
             jwt: None,
             policy_files: Vec::new(),
+            bootstrap_token: None,
         }
     }
 }
@@ -82,6 +91,8 @@ pub enum OpenError {
     AuditKey(PathBuf),
     #[error(transparent)]
     Jwt(#[from] palisade_auth::JwtError),
+    #[error("the bootstrap token must be at least {MIN_BOOTSTRAP} characters")]
+    BootstrapToken,
     #[error("authorization policy: {0}")]
     Policy(#[from] palisade_auth::PolicyError),
 }
@@ -129,11 +140,21 @@ pub async fn open(home: &Path, options: Options) -> Result<Opened, OpenError> {
     };
     let meta = MetaStore::connect(&url).await?;
     let blobs = BlobStore::open(&home.join("store"), options.max_blob)?;
-    let first_admin_token = if meta.count_api_keys().await? == 0 {
-        let (_, token) = meta.create_api_key("admin", &["admin".to_owned()]).await?;
-        Some(token)
-    } else {
-        None
+    if options
+        .bootstrap_token
+        .as_ref()
+        .is_some_and(|t| t.trim().len() < MIN_BOOTSTRAP)
+    {
+        return Err(OpenError::BootstrapToken);
+    }
+    let fresh = meta.count_api_keys().await? == 0;
+    let (first_admin_token, bootstrap) = match (fresh, options.bootstrap_token) {
+        (false, _) => (None, None),
+        (true, Some(t)) => (None, Some(palisade_auth::apikey::secret_digest(t.trim()))),
+        (true, None) => {
+            let (_, token) = meta.create_api_key("admin", &["admin".to_owned()]).await?;
+            (Some(token), None)
+        }
     };
     let auth = Authenticator::new(Some(Arc::new(meta.clone())), jwt);
     let registry = Arc::new(Registry {
@@ -143,6 +164,7 @@ pub async fn open(home: &Path, options: Options) -> Result<Opened, OpenError> {
         log,
         auth,
         policy,
+        bootstrap: tokio::sync::Mutex::new(bootstrap),
         checkpoint_lock: tokio::sync::Mutex::new(()),
     });
     Ok(Opened {
@@ -333,6 +355,14 @@ pub fn router(reg: Arc<Registry>) -> Router {
         )
         .route("/api/v1/models/{name}/gates/{alias}", put(set_gate).get(get_gate))
         .route(
+            "/api/v1/models/{name}/tags/{key}",
+            put(set_model_tag).delete(delete_model_tag),
+        )
+        .route(
+            "/api/v1/models/{name}/versions/{version}/tags/{key}",
+            put(set_version_tag).delete(delete_version_tag),
+        )
+        .route(
             "/api/v1/blobs/{digest}",
             put(put_blob).get(get_blob).layer(DefaultBodyLimit::disable()),
         )
@@ -341,6 +371,7 @@ pub fn router(reg: Arc<Registry>) -> Router {
         .route("/api/v1/audit/proof/inclusion", get(inclusion_proof))
         .route("/api/v1/audit/proof/consistency", get(consistency_proof))
         .route("/api/v1/audit/key", get(get_log_key))
+        .route("/api/v1/bootstrap", axum::routing::post(bootstrap))
         .route("/api/v1/keys", axum::routing::post(create_key))
         .route("/api/v1/keys/{id}", axum::routing::delete(revoke_key))
         .layer(DefaultBodyLimit::max(MAX_JSON))
@@ -388,7 +419,16 @@ async fn get_model(
 ) -> ApiResult<Response> {
     reg.require(&headers, Action::Read, Some(&name), &format!("model/{name}"))
         .await?;
-    Ok(Json(reg.meta.get_model(&name).await?).into_response())
+    let model = reg.meta.get_model(&name).await?;
+    let mut v = serde_json::to_value(model).map_err(internal)?;
+    v["aliases"] = json!(reg.meta.aliases(&name).await?);
+    v["tags"] = json!(reg.meta.tags(&name, None).await?);
+    Ok(Json(v).into_response())
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!("internal error: {e}");
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
 }
 
 async fn list_versions(
@@ -413,7 +453,97 @@ async fn get_version(
         Ok(v) => v,
         Err(_) => reg.meta.resolve_alias(&name, &version).await?,
     };
-    Ok(Json(reg.meta.get_version(&name, v).await?).into_response())
+    let mut body = serde_json::to_value(reg.meta.get_version(&name, v).await?).map_err(internal)?;
+    body["tags"] = json!(reg.meta.tags(&name, Some(v)).await?);
+    Ok(Json(body).into_response())
+}
+
+#[derive(Deserialize)]
+struct TagBody {
+    value: String,
+}
+
+/// Largest tag value.
+const MAX_TAG_VALUE: usize = 4096;
+
+/// `PUT|DELETE /api/v1/models/{name}/tags/{key}` and
+/// `…/versions/{version}/tags/{key}`: tags are mutable annotations (versions are not).
+async fn tag(
+    reg: &Registry,
+    headers: &HeaderMap,
+    name: &str,
+    version: Option<&str>,
+    key: &str,
+    value: Option<String>,
+) -> ApiResult<Response> {
+    let target = match version {
+        Some(v) => format!("model/{name}@{v}#tag/{key}"),
+        None => format!("model/{name}#tag/{key}"),
+    };
+    let p = reg.require(headers, Action::Push, Some(name), &target).await?;
+    reg.meta.get_model(name).await?;
+    let version = match version {
+        None => None,
+        Some(v) => {
+            let n = v
+                .parse::<u64>()
+                .map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("{v:?} is not a version number")))?;
+            reg.meta.get_version(name, n).await?;
+            Some(n)
+        }
+    };
+    match &value {
+        Some(value) => {
+            if value.len() > MAX_TAG_VALUE {
+                return Err(ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("tag values are at most {MAX_TAG_VALUE} bytes"),
+                ));
+            }
+            reg.meta.set_tag(name, version, key, value).await?;
+            reg.audit(&p.id, "set-tag", &target, "allowed", json!({ "value": value }))
+                .await?;
+        }
+        None => {
+            reg.meta.delete_tag(name, version, key).await?;
+            reg.audit(&p.id, "delete-tag", &target, "allowed", json!({})).await?;
+        }
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn set_model_tag(
+    State(reg): State<Arc<Registry>>,
+    headers: HeaderMap,
+    UrlPath((name, key)): UrlPath<(String, String)>,
+    Json(b): Json<TagBody>,
+) -> ApiResult<Response> {
+    tag(&reg, &headers, &name, None, &key, Some(b.value)).await
+}
+
+async fn delete_model_tag(
+    State(reg): State<Arc<Registry>>,
+    headers: HeaderMap,
+    UrlPath((name, key)): UrlPath<(String, String)>,
+) -> ApiResult<Response> {
+    tag(&reg, &headers, &name, None, &key, None).await
+}
+
+async fn set_version_tag(
+    State(reg): State<Arc<Registry>>,
+    headers: HeaderMap,
+    UrlPath((name, version, key)): UrlPath<(String, String, String)>,
+    Json(b): Json<TagBody>,
+) -> ApiResult<Response> {
+    tag(&reg, &headers, &name, Some(&version), &key, Some(b.value)).await
+}
+
+async fn delete_version_tag(
+    State(reg): State<Arc<Registry>>,
+    headers: HeaderMap,
+    UrlPath((name, version, key)): UrlPath<(String, String, String)>,
+) -> ApiResult<Response> {
+    tag(&reg, &headers, &name, Some(&version), &key, None).await
 }
 
 #[derive(Deserialize)]
@@ -798,6 +928,47 @@ async fn create_key(
         &format!("key/{}", created.id),
         "allowed",
         json!({ "subject": k.subject, "roles": k.roles }),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "id": created.id, "token": token }))).into_response())
+}
+
+/// `POST /api/v1/bootstrap`: exchanges the one-time bootstrap token (as the bearer) for
+/// the first admin API key. Works once, and only while no API key exists.
+async fn bootstrap(State(reg): State<Arc<Registry>>, headers: HeaderMap) -> ApiResult<Response> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let mut pending = reg.bootstrap.lock().await;
+    let ok = match (pending.as_deref(), given) {
+        (Some(digest), Some(token)) => palisade_auth::apikey::secret_matches(digest, token),
+        _ => false,
+    };
+    if !ok || reg.meta.count_api_keys().await? != 0 {
+        let _ = reg
+            .audit(
+                "anonymous",
+                "bootstrap",
+                "key/admin",
+                "denied",
+                json!({ "reason": "no pending bootstrap for this token" }),
+            )
+            .await;
+        return Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "no bootstrap is pending for this token".into(),
+        ));
+    }
+    let (created, token) = reg.meta.create_api_key("admin", &["admin".to_owned()]).await?;
+    *pending = None;
+    reg.audit(
+        &created.id,
+        "bootstrap",
+        &format!("key/{}", created.id),
+        "allowed",
+        json!({}),
     )
     .await?;
     Ok((StatusCode::CREATED, Json(json!({ "id": created.id, "token": token }))).into_response())

@@ -510,3 +510,34 @@ fn promotion_gates_require_signed_evidence() {
         .contains("approver other than the publisher"));
     assert_eq!(promote(&approver, v2).0, 200);
 }
+
+/// Eight clients push the same 3 MiB blob at once: every push succeeds, one encrypted copy
+/// is kept, no temporary file is left, and a pull returns the exact bytes.
+#[test]
+fn concurrent_pushes_of_one_digest_deduplicate() {
+    let home = tempfile::tempdir().unwrap();
+    let (s, admin) = start(home.path());
+    let admin = admin.unwrap();
+    let data: Vec<u8> = (0..3u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let digest = hex::encode(Sha256::digest(&data));
+    let url = format!("{}/api/v1/blobs/{digest}", s.base);
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| call("PUT", &url, Some(&admin), Some(data.clone())).0))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 201), "{statuses:?}");
+    assert!(statuses.contains(&201), "{statuses:?}");
+    let blobs: Vec<_> = walk(&home.path().join("store/blobs"));
+    assert_eq!(blobs.len(), 1, "one stored copy: {blobs:?}");
+    assert!(
+        walk(&home.path().join("store/tmp")).is_empty(),
+        "no temporary files left"
+    );
+    let (status, pulled) = call("GET", &url, Some(&admin), None);
+    assert_eq!(status, 200);
+    assert!(pulled == data, "pulled bytes differ");
+}

@@ -95,6 +95,16 @@ pub enum Command {
     /// Point an alias (e.g. production) at a version.
     #[command(after_help = "Example:\n  palisade promote fraud-detector@3 --alias production")]
     Promote(PromoteArgs),
+    /// List a model's aliases, show one with its history, or remove one.
+    #[command(
+        after_help = "Examples:\n  palisade alias fraud-detector\n  palisade alias fraud-detector production\n  palisade alias fraud-detector staging --delete"
+    )]
+    Alias(AliasArgs),
+    /// Show, set or remove tags on a model or a version.
+    #[command(
+        after_help = "Examples:\n  palisade tag fraud-detector team=risk\n  palisade tag fraud-detector@3 validated=true --delete candidate\n  palisade tag fraud-detector@3"
+    )]
+    Tag(TagArgs),
     /// Audit-log tools: verify the log against a signed checkpoint.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -155,6 +165,32 @@ pub struct PromoteArgs {
     pub reference: String,
     #[arg(long)]
     pub alias: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AliasArgs {
+    /// The model.
+    pub name: String,
+    /// One alias (omit to list them all).
+    pub alias: Option<String>,
+    /// Remove the alias (needs the approver role; audited).
+    #[arg(long, requires = "alias")]
+    pub delete: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// NAME (a model tag) or NAME@VERSION (a version tag).
+    pub reference: String,
+    /// KEY=VALUE pairs to set (none and no --delete: list the tags).
+    pub set: Vec<String>,
+    /// A tag key to remove (repeatable).
+    #[arg(long, value_name = "KEY")]
+    pub delete: Vec<String>,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -251,6 +287,11 @@ pub struct ServeArgs {
     /// token names an unknown key.
     #[arg(long, env = "PALISADE_JWKS_URL", requires = "jwt_issuer")]
     pub jwks_url: Option<String>,
+    /// A file holding a one-time bootstrap token (≥ 32 characters). On a first start the
+    /// admin key is then not printed: `POST /api/v1/bootstrap` with the token as bearer
+    /// returns it, once. For deployments where nobody reads the server's output.
+    #[arg(long, env = "PALISADE_BOOTSTRAP_TOKEN_FILE", value_name = "FILE")]
+    pub bootstrap_token_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

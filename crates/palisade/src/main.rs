@@ -35,6 +35,8 @@ fn main() -> ExitCode {
         Command::Pull(args) => commands::client::pull(args),
         Command::Versions(args) => commands::client::versions(args),
         Command::Promote(args) => commands::client::promote(args),
+        Command::Alias(args) => commands::client::alias(args),
+        Command::Tag(args) => commands::client::tag(args),
         Command::Audit(cli::AuditCommand::Verify(args)) => commands::client::audit_verify(args),
         Command::Keys(cli::KeysCommand::Create(args)) => commands::client::keys_create(args),
         Command::Keys(cli::KeysCommand::Rotate(args)) => commands::serve::rotate(args),

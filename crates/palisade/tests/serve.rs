@@ -146,3 +146,44 @@ fn serve_accepts_jwt_and_operator_policies() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// With a bootstrap token the first start prints no key; the token is exchanged once for
+/// the admin key and is worthless afterwards (and never works as an API credential).
+#[test]
+fn bootstrap_token_mints_the_first_admin_key_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bootstrap");
+    let secret = "b00tstrap-0123456789-abcdefghijklmnop";
+    std::fs::write(&file, format!("{secret}\n")).unwrap();
+    let (mut child, addr, printed) = common::start_with(
+        &dir.path().join("h"),
+        false,
+        &["--bootstrap-token-file", file.to_str().unwrap()],
+    );
+    let bootstrap = format!("{addr}/api/v1/bootstrap");
+    assert_eq!(status(&format!("{addr}/api/v1/models"), Some(secret)), 401);
+    assert_eq!(
+        common::call("POST", &bootstrap, Some("wrong-token-wrong-token-wrong-token"), None).0,
+        401
+    );
+    assert_eq!(common::call("POST", &bootstrap, None, None).0, 401);
+    let (s, body) = common::call("POST", &bootstrap, Some(secret), None);
+    assert_eq!(s, 201, "{body}");
+    let admin = body["token"].as_str().unwrap().to_owned();
+    assert_eq!(status(&format!("{addr}/api/v1/models"), Some(&admin)), 200);
+    assert_eq!(common::call("POST", &bootstrap, Some(secret), None).0, 401, "only once");
+    assert_eq!(stop(&mut child), 0);
+    let out = printed.err().unwrap().join().unwrap();
+    assert!(!out.contains("PALISADE_TOKEN"), "{out}");
+
+    // A short bootstrap token is refused at start.
+    std::fs::write(&file, "short").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--home"])
+        .arg(dir.path().join("h2"))
+        .args(["--bootstrap-token-file", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 32"));
+}

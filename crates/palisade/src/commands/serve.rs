@@ -43,11 +43,21 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> Result<u8> {
         }
         None => config.auth.jwt,
     };
+    let bootstrap_token = match &args.bootstrap_token_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read the bootstrap token file {}", f.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
     let options = Options {
         database_url: args.database_url.or(config.serve.database_url),
         max_blob,
         jwt,
         policy_files,
+        bootstrap_token,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
