@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::meta::ModelVersion;
 
 /// A gate policy (stored as JSON per model and alias).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GatePolicy {
     /// A model signature by one of these keys (PEM public keys) over exactly this version.
@@ -28,17 +28,18 @@ pub struct GatePolicy {
     pub separation_of_duties: bool,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeysRequirement {
     pub trusted_keys: Vec<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScanRequirement {
     pub trusted_keys: Vec<String>,
-    /// Lowest severity that blocks promotion.
+    /// Lowest severity that blocks promotion (`info`, `low`, `medium`, `high`, `critical`).
+    #[schema(value_type = String)]
     pub fail_on: Severity,
 }
 

@@ -134,7 +134,7 @@ pub enum MetaError {
     Corrupt(String),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RegisteredModel {
     pub name: String,
     pub description: String,
@@ -143,7 +143,7 @@ pub struct RegisteredModel {
 }
 
 /// Where a version came from.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Lineage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_run: Option<String>,
@@ -153,14 +153,14 @@ pub struct Lineage {
     pub datasets: Vec<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VersionFile {
     pub path: String,
     pub digest: String,
     pub size: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelVersion {
     pub model: String,
     pub version: u64,
@@ -172,7 +172,7 @@ pub struct ModelVersion {
     pub created_by: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AliasChange {
     pub version: Option<u64>,
     pub changed_at: String,
