@@ -193,7 +193,7 @@ fn write_secret(path: &Path, data: &[u8]) -> Result<(), OpenError> {
 }
 
 /// An API error: status and message, as `{"error": "…"}`.
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -216,7 +216,7 @@ impl From<MetaError> for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 impl Registry {
     /// Appends an audit event. A change whose event cannot be recorded is reported to the
@@ -297,14 +297,14 @@ impl Registry {
     }
 
     /// Whether `p` may take `action` on `model` (or on the registry as a whole).
-    fn allowed(&self, p: &Principal, action: Action, model: Option<&str>) -> palisade_auth::Decision {
+    pub(crate) fn allowed(&self, p: &Principal, action: Action, model: Option<&str>) -> palisade_auth::Decision {
         let resource = model.map_or(Resource::Registry, Resource::Model);
         self.policy.decide(p, action.name(), resource)
     }
 
     /// Authenticates and authorises (deny by default); refusals are audited with the
     /// policies that decided.
-    async fn require(
+    pub(crate) async fn require(
         &self,
         caller: &Caller,
         action: Action,
@@ -448,6 +448,7 @@ fn api_router() -> OpenApiRouter<Arc<Registry>> {
         .routes(routes!(create_key))
         .routes(routes!(revoke_key))
         .merge(blobs)
+        .merge(crate::mlflow::routes())
 }
 
 /// The OpenAPI 3.1 document of the registry API, as served at `/openapi.json`.

@@ -592,3 +592,122 @@ fn openapi_lists_every_route_and_each_requires_credentials() {
         );
     }
 }
+
+/// MLflow-shaped read routes: registered models, versions, aliases and search answer with
+/// MLflow's field names and error codes, filtered by what the caller may read.
+#[test]
+fn mlflow_compatible_read_routes() {
+    let home = tempfile::tempdir().unwrap();
+    let (s, admin) = start(home.path());
+    let admin = admin.unwrap();
+    let get_json = |path: &str, token: &str| {
+        let (st, b) = get(&s, path, Some(token));
+        (st, serde_json::from_slice::<Value>(&b).unwrap_or(Value::Null))
+    };
+    for name in ["fraud-detector", "churn"] {
+        let (st, _) = json_call(
+            "POST",
+            &s,
+            "/api/v1/models",
+            Some(&admin),
+            json!({ "name": name, "description": "d" }),
+        );
+        assert_eq!(st, 201);
+    }
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("model.bin"), b"weights v1").unwrap();
+    assert_eq!(push_dir(&s, &admin, "fraud-detector", d.path()), 1);
+    std::fs::write(d.path().join("model.bin"), b"weights v2").unwrap();
+    assert_eq!(push_dir(&s, &admin, "fraud-detector", d.path()), 2);
+    let (st, _) = json_call(
+        "PUT",
+        &s,
+        "/api/v1/models/fraud-detector/aliases/champion",
+        Some(&admin),
+        json!({ "version": 1 }),
+    );
+    assert_eq!(st, 200);
+    let (st, _) = json_call(
+        "PUT",
+        &s,
+        "/api/v1/models/fraud-detector/versions/2/tags/validated",
+        Some(&admin),
+        json!({ "value": "yes" }),
+    );
+    assert_eq!(st, 204);
+    let (_, key) = json_call(
+        "POST",
+        &s,
+        "/api/v1/keys",
+        Some(&admin),
+        json!({ "subject": "ml", "roles": ["reader:fraud-detector"] }),
+    );
+    let scoped = key["token"].as_str().unwrap().to_owned();
+
+    let (st, m) = get_json("/api/2.0/mlflow/registered-models/get?name=fraud-detector", &scoped);
+    assert_eq!(st, 200, "{m}");
+    let rm = &m["registered_model"];
+    assert_eq!(rm["name"], "fraud-detector");
+    assert_eq!(rm["aliases"], json!([{ "alias": "champion", "version": "1" }]));
+    assert_eq!(rm["latest_versions"][0]["version"], "2");
+    assert!(
+        rm["creation_timestamp"].as_u64().unwrap() > 1_700_000_000_000,
+        "milliseconds"
+    );
+
+    let (_, v) = get_json(
+        "/api/2.0/mlflow/model-versions/get?name=fraud-detector&version=2",
+        &scoped,
+    );
+    let mv = &v["model_version"];
+    assert_eq!(mv["version"], "2");
+    assert_eq!(mv["status"], "READY");
+    assert_eq!(mv["tags"], json!([{ "key": "validated", "value": "yes" }]));
+    assert_eq!(mv["source"], "palisade://fraud-detector/2");
+
+    let (_, a) = get_json(
+        "/api/2.0/mlflow/registered-models/alias?name=fraud-detector&alias=champion",
+        &scoped,
+    );
+    assert_eq!(a["model_version"]["version"], "1");
+    assert_eq!(a["model_version"]["aliases"], json!(["champion"]));
+
+    let (_, list) = get_json("/api/2.0/mlflow/registered-models/search", &scoped);
+    let names: Vec<&str> = list["registered_models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["fraud-detector"], "a scoped reader sees only its model");
+    let (_, list) = get_json(
+        "/api/2.0/mlflow/registered-models/search?filter=name%20LIKE%20%27ch%25%27",
+        &admin,
+    );
+    assert_eq!(list["registered_models"].as_array().unwrap().len(), 1);
+    assert_eq!(list["registered_models"][0]["name"], "churn");
+    let (_, vs) = get_json(
+        "/api/2.0/mlflow/model-versions/search?filter=name%3D%27fraud-detector%27&max_results=1",
+        &admin,
+    );
+    assert_eq!(vs["model_versions"].as_array().unwrap().len(), 1);
+    assert_eq!(vs["next_page_token"], "1");
+    let (_, vs2) = get_json(
+        "/api/2.0/mlflow/model-versions/search?filter=name%3D%27fraud-detector%27&max_results=1&page_token=1",
+        &admin,
+    );
+    assert_ne!(vs2["model_versions"][0]["version"], vs["model_versions"][0]["version"]);
+    assert!(vs2.get("next_page_token").is_none());
+
+    let (st, e) = get_json("/api/2.0/mlflow/registered-models/get?name=nope", &admin);
+    assert_eq!((st, e["error_code"].as_str()), (404, Some("RESOURCE_DOES_NOT_EXIST")));
+    let (st, e) = get_json("/api/2.0/mlflow/registered-models/get?name=churn", &scoped);
+    assert_eq!((st, e["error_code"].as_str()), (403, Some("PERMISSION_DENIED")));
+    let (st, e) = get_json(
+        "/api/2.0/mlflow/registered-models/search?filter=run_id%3D%27y%27",
+        &admin,
+    );
+    assert_eq!((st, e["error_code"].as_str()), (400, Some("INVALID_PARAMETER_VALUE")));
+    let (st, _) = get(&s, "/api/2.0/mlflow/registered-models/search", None);
+    assert_eq!(st, 401);
+}
