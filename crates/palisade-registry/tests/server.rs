@@ -711,3 +711,85 @@ fn mlflow_compatible_read_routes() {
     let (st, _) = get(&s, "/api/2.0/mlflow/registered-models/search", None);
     assert_eq!(st, 401);
 }
+
+/// A BOM gate needs a CycloneDX document signed by a trusted key about exactly this version.
+#[test]
+fn bom_gate_requires_a_signed_cyclonedx_attestation() {
+    use palisade_sign::model::Signer;
+    use palisade_sign::{attestation, Curve, SigningKey};
+    let home = tempfile::tempdir().unwrap();
+    let (s, admin) = start(home.path());
+    let admin = admin.unwrap();
+    json_call("POST", &s, "/api/v1/models", Some(&admin), json!({ "name": "m" }));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("weights.bin"), vec![3u8; 4000]).unwrap();
+    let v1 = push_dir(&s, &admin, "m", dir.path());
+    let release = SigningKey::generate(Curve::P256);
+    let stranger = SigningKey::generate(Curve::P256);
+    let pem = release.verifying_key().to_pem().unwrap();
+    let (st, _) = json_call(
+        "PUT",
+        &s,
+        "/api/v1/models/m/gates/production",
+        Some(&admin),
+        json!({ "bom": { "trusted_keys": [pem] } }),
+    );
+    assert_eq!(st, 200);
+    let promote = || {
+        json_call(
+            "PUT",
+            &s,
+            "/api/v1/models/m/aliases/production",
+            Some(&admin),
+            json!({ "version": v1 }),
+        )
+    };
+    let (st, body) = promote();
+    assert_eq!(st, 412);
+    assert!(body["unmet"][0].as_str().unwrap().contains("AI-BOM"), "{body}");
+
+    let manifest = palisade_sign::serialize::hash_model(dir.path(), &Default::default(), &|_| {}).unwrap();
+    let other = {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("weights.bin"), b"other").unwrap();
+        palisade_sign::serialize::hash_model(d.path(), &Default::default(), &|_| {}).unwrap()
+    };
+    let signer = |k: &SigningKey| Signer {
+        key: k.clone(),
+        certificates: vec![],
+    };
+    let cdx = json!({ "bomFormat": "CycloneDX", "specVersion": "1.6", "version": 1 });
+    // Not enough: a stranger's BOM, a BOM about another model, a non-CycloneDX predicate.
+    for bundle in [
+        attestation::attest(
+            &manifest,
+            attestation::BOM_PREDICATE_TYPE,
+            cdx.clone(),
+            &signer(&stranger),
+        ),
+        attestation::attest(&other, attestation::BOM_PREDICATE_TYPE, cdx.clone(), &signer(&release)),
+        attestation::attest(
+            &manifest,
+            attestation::BOM_PREDICATE_TYPE,
+            json!({ "spdxVersion": "SPDX-2.3" }),
+            &signer(&release),
+        ),
+        attestation::attest(
+            &manifest,
+            attestation::SCAN_PREDICATE_TYPE,
+            cdx.clone(),
+            &signer(&release),
+        ),
+    ] {
+        upload(&s, &admin, "m", v1, &bundle.unwrap());
+        assert_eq!(promote().0, 412);
+    }
+    upload(
+        &s,
+        &admin,
+        "m",
+        v1,
+        &attestation::attest(&manifest, attestation::BOM_PREDICATE_TYPE, cdx, &signer(&release)).unwrap(),
+    );
+    assert_eq!(promote().0, 200);
+}

@@ -460,6 +460,16 @@ pub struct BomArgs {
     /// Model version in the BOM.
     #[arg(long = "model-version", value_name = "VERSION")]
     pub model_version: Option<String>,
+    /// Also sign the BOM as an attestation about the model (predicate type
+    /// https://cyclonedx.org/bom) with --key, for the registry's BOM gate.
+    #[arg(long, requires = "key")]
+    pub attest: bool,
+    /// Private key (PEM) for --attest.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Where --attest writes the signed BOM.
+    #[arg(long, value_name = "FILE", default_value = "bom.sig")]
+    pub attestation: PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
