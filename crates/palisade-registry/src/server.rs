@@ -58,6 +58,10 @@ pub struct Options {
     /// A one-time bootstrap token (at least 32 characters): on a first start the admin key
     /// is not printed; `POST /api/v1/bootstrap` with this token as the bearer mints it once.
     pub bootstrap_token: Option<String>,
+    /// Keep blobs in an object store (`s3://bucket/prefix`) instead of `home/store/blobs`.
+    pub blob_store: Option<String>,
+    /// Object-store options (`aws_endpoint`, `aws_region`, credentials, …).
+    pub blob_store_options: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -68,6 +72,8 @@ impl Default for Options {
             jwt: None,
             policy_files: Vec::new(),
             bootstrap_token: None,
+            blob_store: None,
+            blob_store_options: Vec::new(),
         }
     }
 }
@@ -141,7 +147,14 @@ pub async fn open(home: &Path, options: Options) -> Result<Opened, OpenError> {
         None => format!("sqlite://{}", home.join("registry.db").display()),
     };
     let meta = MetaStore::connect(&url).await?;
-    let blobs = BlobStore::open(&home.join("store"), options.max_blob)?;
+    let blobs = match &options.blob_store {
+        None => BlobStore::open(&home.join("store"), options.max_blob)?,
+        Some(url) => {
+            let b = BlobStore::open_object(&home.join("store"), url, &options.blob_store_options, options.max_blob)?;
+            b.check().await?;
+            b
+        }
+    };
     if options
         .bootstrap_token
         .as_ref()
@@ -845,7 +858,9 @@ async fn put_blob(
     let kept = reg.meta.put_blob(&rec).await?;
     if kept.file_id != rec.file_id {
         // A concurrent push of the same content won; ours is redundant.
-        let _ = std::fs::remove_file(reg.blobs.file_of(&rec));
+        if let Err(e) = reg.blobs.remove(&rec).await {
+            tracing::warn!(digest = %rec.digest, "redundant copy not removed: {e}");
+        }
     }
     reg.audit(&p.id, "push-blob", &target, "allowed", json!({ "size": kept.size }))
         .await?;

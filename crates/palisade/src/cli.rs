@@ -257,6 +257,12 @@ pub struct ServeArgs {
     /// Metadata database (sqlite://PATH or postgres://…) [default: SQLite in --home].
     #[arg(long, env = "PALISADE_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Keep blobs in an S3-compatible object store, `s3://BUCKET[/PREFIX]`, instead of
+    /// --home (or `serve.blob_store`). Credentials, region and endpoint come from the
+    /// standard AWS_* environment variables (AWS_ENDPOINT_URL and AWS_ALLOW_HTTP=true for a
+    /// local S3-compatible server). Blobs are encrypted before they leave the process.
+    #[arg(long, env = "PALISADE_BLOB_STORE", value_name = "URL")]
+    pub blob_store: Option<String>,
     /// Largest blob accepted [default: 64GiB, or `serve.max_blob_size`].
     #[arg(long)]
     pub max_blob_size: Option<String>,

@@ -28,6 +28,7 @@ pub struct ServeConfig {
     pub home: Option<PathBuf>,
     pub listen: Option<String>,
     pub database_url: Option<String>,
+    pub blob_store: Option<String>,
     pub max_blob_size: Option<String>,
     pub checkpoint_interval: Option<u64>,
 }

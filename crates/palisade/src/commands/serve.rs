@@ -58,6 +58,8 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> Result<u8> {
         jwt,
         policy_files,
         bootstrap_token,
+        blob_store: args.blob_store.or(config.serve.blob_store),
+        blob_store_options: aws_options(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -82,9 +84,10 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> Result<u8> {
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         eprintln!(
-            "palisade registry listening on http://{} (state in {})",
+            "palisade registry listening on http://{} (state in {}, blobs in {})",
             listener.local_addr()?,
-            home.display()
+            home.display(),
+            opened.registry.blobs.location()
         );
         let registry = opened.registry.clone();
         let interval = std::time::Duration::from_secs(checkpoint_interval.max(1));
@@ -106,6 +109,23 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> Result<u8> {
         opened.registry.checkpoint().await.context("final audit checkpoint")?;
         Ok(EXIT_CLEAN)
     })
+}
+
+/// object_store's S3 options from the standard AWS environment variables
+/// (`AWS_ACCESS_KEY_ID` → `aws_access_key_id`, `AWS_ENDPOINT_URL` → `aws_endpoint`, …).
+fn aws_options() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("AWS_"))
+        .map(|(k, v)| {
+            let key = match k.as_str() {
+                "AWS_ENDPOINT_URL" | "AWS_ENDPOINT_URL_S3" => "aws_endpoint".to_owned(),
+                "AWS_DEFAULT_REGION" => "aws_region".to_owned(),
+                _ => k.to_ascii_lowercase(),
+            };
+            (key, v)
+        })
+        .filter(|(k, _)| k.parse::<object_store::aws::AmazonS3ConfigKey>().is_ok())
+        .collect()
 }
 
 async fn shutdown() {
