@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use palisade_core::merkle::Hash;
+use palisade_core::merkle::{Frontier, Hash};
 use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
@@ -117,6 +117,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         updated_by TEXT NOT NULL,
         PRIMARY KEY (model, alias)
     );",
+    ),
+    (
+        3,
+        "checkpoint frontiers",
+        "ALTER TABLE audit_checkpoints ADD COLUMN frontier TEXT",
     ),
 ];
 
@@ -847,6 +852,61 @@ impl MetaStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// Stores a checkpoint with the tree's frontier, so the next one only reads newer leaves.
+    pub async fn save_checkpoint_with_frontier(&self, note: &str, frontier: &Frontier) -> Result<(), MetaError> {
+        let nodes: Vec<String> = frontier.nodes().iter().map(hex::encode).collect();
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (size, note, frontier) VALUES ($1, $2, $3) ON CONFLICT (size) DO NOTHING",
+        )
+        .bind(i(frontier.size()))
+        .bind(note)
+        .bind(nodes.join(","))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The latest checkpoint: size, note and (when it was saved with one) frontier.
+    pub async fn last_checkpoint(&self) -> Result<Option<(u64, String, Option<Frontier>)>, MetaError> {
+        let row = sqlx::query("SELECT size, note, frontier FROM audit_checkpoints ORDER BY size DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let size = u(row.try_get(0)?);
+        let note: String = row.try_get(1)?;
+        let frontier: Option<String> = row.try_get(2)?;
+        let frontier =
+            match frontier {
+                None => None,
+                Some(text) => {
+                    let nodes = text
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(|h| hex::decode(h).ok().and_then(|b| <Hash>::try_from(b).ok()))
+                        .collect::<Option<Vec<Hash>>>()
+                        .ok_or_else(|| MetaError::Corrupt(format!("checkpoint {size}: bad frontier")))?;
+                    Some(Frontier::from_parts(size, nodes).ok_or_else(|| {
+                        MetaError::Corrupt(format!("checkpoint {size}: frontier does not fit its size"))
+                    })?)
+                }
+            };
+        Ok(Some((size, note, frontier)))
+    }
+
+    /// The stored leaf hashes of events `from..to`, checked against the events.
+    pub async fn leaf_hashes(&self, from: u64, to: u64) -> Result<Vec<Hash>, MetaError> {
+        Ok(self.events(from, to).await?.iter().map(Event::leaf_hash).collect())
+    }
+
+    /// The number of events in the log.
+    pub async fn log_size(&self) -> Result<u64, MetaError> {
+        let n: i64 = sqlx::query("SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_events")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        Ok(u(n))
     }
 
     pub async fn checkpoints(&self) -> Result<Vec<(u64, String)>, MetaError> {

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::TryStreamExt as _;
-use palisade_core::merkle;
+use palisade_core::merkle::{self, Frontier};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
@@ -265,19 +265,36 @@ impl Registry {
     }
 
     /// Signs a checkpoint of the whole log if it grew since the last one; returns the
-    /// latest checkpoint note.
+    /// latest checkpoint note. Work is proportional to the events since the last
+    /// checkpoint (its Merkle frontier is stored with it), not to the log's size.
     pub async fn checkpoint(&self) -> Result<Option<String>, MetaError> {
         let _guard = self.checkpoint_lock.lock().await;
-        let leaves = self.meta.leaves().await?;
-        let last = self.meta.checkpoints().await?.pop();
-        if leaves.is_empty() {
-            return Ok(last.map(|(_, n)| n));
+        let size = self.meta.log_size().await?;
+        let last = self.meta.last_checkpoint().await?;
+        if size == 0 || last.as_ref().is_some_and(|(s, _, _)| *s == size) {
+            return Ok(last.map(|(_, n, _)| n));
         }
-        if last.as_ref().is_some_and(|(size, _)| *size == leaves.len() as u64) {
-            return Ok(last.map(|(_, n)| n));
+        let mut frontier = match last {
+            Some((s, _, Some(f))) if s < size => f,
+            // No usable frontier (a checkpoint from before frontiers were stored): rebuild.
+            _ => Frontier::new(),
+        };
+        // Events are read in bounded batches.
+        while frontier.size() < size {
+            let to = size.min(frontier.size() + 10_000);
+            let batch = self.meta.leaf_hashes(frontier.size(), to).await?;
+            if batch.len() as u64 != to - frontier.size() {
+                return Err(MetaError::Corrupt(format!(
+                    "audit log has a gap between {} and {to}",
+                    frontier.size()
+                )));
+            }
+            for leaf in batch {
+                frontier.push(leaf);
+            }
         }
-        let note = self.log.checkpoint(leaves.len() as u64, &merkle::root(&leaves));
-        self.meta.save_checkpoint(leaves.len() as u64, &note).await?;
+        let note = self.log.checkpoint(frontier.size(), &frontier.root());
+        self.meta.save_checkpoint_with_frontier(&note, &frontier).await?;
         Ok(Some(note))
     }
 
@@ -880,11 +897,12 @@ async fn get_blob(
     let target = format!("blob/{digest}");
     let p = reg.require(&caller, Action::Read, None, &target).await?;
     let rec = reg.meta.get_blob(&digest).await?;
-    // First pass: decrypt and verify the whole blob (nothing kept) before the first byte
-    // is sent; a failure is refused and audited as tampering.
+    // First pass: authenticate every chunk and the blob's end (AES-GCM, the digest bound
+    // as associated data) before the first byte is sent; a failure is refused and audited
+    // as tampering.
     let r2 = reg.clone();
     let rec2 = rec.clone();
-    let verified = tokio::task::spawn_blocking(move || r2.blobs.get(&rec2, &mut std::io::sink(), r2.kek.as_ref()))
+    let verified = tokio::task::spawn_blocking(move || r2.blobs.verify(&rec2, r2.kek.as_ref()))
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     match verified {
@@ -901,11 +919,14 @@ async fn get_blob(
         Err(e) => return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     }
     // Second pass: decrypt again (every chunk is authenticated again) straight into the
-    // response. A blob altered between the passes fails its chunk's authentication and
-    // the response is cut short, which every client (and `palisade pull`) rejects.
+    // response, hashing the plaintext. A blob altered between the passes, or whose
+    // plaintext does not hash to its digest, cuts the response short (which every client,
+    // and `palisade pull`, rejects) and is audited as tampering.
     let size = rec.size;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(4);
     let r3 = reg.clone();
+    let handle = tokio::runtime::Handle::current();
+    let actor = p.id.clone();
     tokio::task::spawn_blocking(move || {
         let mut w = ChannelWriter { tx: tx.clone() };
         if let Err(e) = r3.blobs.get(&rec, &mut w, r3.kek.as_ref()) {
@@ -914,6 +935,15 @@ async fn get_blob(
                 return;
             }
             tracing::error!("blob {} failed during streaming: {e}", rec.digest);
+            if matches!(e, BlobError::Crypto(_)) {
+                let _ = handle.block_on(r3.audit(
+                    &actor,
+                    "pull-blob",
+                    &target,
+                    "tamper",
+                    json!({ "error": e.to_string() }),
+                ));
+            }
             let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
         }
     });
