@@ -45,6 +45,69 @@ pub fn root(leaves: &[Hash]) -> Hash {
     }
 }
 
+/// The right edge of a Merkle tree: the roots of its perfect subtrees, largest first (one
+/// per set bit of the size). Enough to append leaves and compute the root in O(log n)
+/// without the leaves themselves, so a log can be checkpointed in time proportional to
+/// what it gained since the last checkpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Frontier {
+    size: u64,
+    nodes: Vec<Hash>,
+}
+
+impl Frontier {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The frontier of a tree given all its leaves.
+    pub fn from_leaves(leaves: &[Hash]) -> Self {
+        let mut f = Self::new();
+        for l in leaves {
+            f.push(*l);
+        }
+        f
+    }
+
+    /// Rebuilds a frontier from its size and nodes (as stored), checking that their
+    /// number matches the size.
+    pub fn from_parts(size: u64, nodes: Vec<Hash>) -> Option<Self> {
+        (nodes.len() == size.count_ones() as usize).then_some(Frontier { size, nodes })
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn nodes(&self) -> &[Hash] {
+        &self.nodes
+    }
+
+    /// Appends a leaf hash.
+    pub fn push(&mut self, leaf: Hash) {
+        self.nodes.push(leaf);
+        // Each trailing one bit of the old size is a subtree the new leaf completes.
+        let mut carries = self.size.trailing_ones();
+        while carries > 0 {
+            let (Some(right), Some(left)) = (self.nodes.pop(), self.nodes.pop()) else {
+                break;
+            };
+            self.nodes.push(node_hash(&left, &right));
+            carries -= 1;
+        }
+        self.size += 1;
+    }
+
+    /// The tree's root, equal to [`root`] over the same leaves.
+    pub fn root(&self) -> Hash {
+        let mut it = self.nodes.iter().rev();
+        let Some(last) = it.next() else {
+            return Sha256::digest([]).into();
+        };
+        it.fold(*last, |acc, left| node_hash(left, &acc))
+    }
+}
+
 /// The audit path of leaf `index` in the tree of `leaves` (RFC 6962 `PATH`), or `None`
 /// when the index is outside the tree.
 pub fn inclusion_proof(index: usize, leaves: &[Hash]) -> Option<Vec<Hash>> {
@@ -171,6 +234,26 @@ pub fn verify_consistency(old_size: u64, new_size: u64, old_root: &Hash, new_roo
         s >>= 1;
     }
     fr == *old_root && sr == *new_root && s == 0
+}
+
+#[cfg(test)]
+mod frontier_tests {
+    use super::*;
+
+    #[test]
+    fn frontier_root_equals_the_tree_root_at_every_size() {
+        let leaves: Vec<Hash> = (0u32..300).map(|i| leaf_hash(&i.to_le_bytes())).collect();
+        let mut f = Frontier::new();
+        assert_eq!(f.root(), root(&[]));
+        for n in 1..=leaves.len() {
+            f.push(leaves[n - 1]);
+            assert_eq!(f.root(), root(&leaves[..n]), "size {n}");
+            assert_eq!(f.nodes().len(), n.count_ones() as usize);
+            let again = Frontier::from_parts(f.size(), f.nodes().to_vec()).unwrap();
+            assert_eq!(again, f);
+        }
+        assert!(Frontier::from_parts(3, vec![[0; 32]]).is_none());
+    }
 }
 
 #[cfg(test)]

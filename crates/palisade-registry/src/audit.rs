@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 /// One audited decision or change.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     /// Position in the log (0-based), equal to the Merkle leaf index.
     pub seq: u64,
@@ -32,6 +32,7 @@ pub struct Event {
     /// `allowed`, `denied` or `tamper`.
     pub outcome: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(value_type = Object)]
     pub detail: BTreeMap<String, serde_json::Value>,
 }
 

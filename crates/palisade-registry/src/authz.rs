@@ -1,18 +1,17 @@
-//! Authorisation, deny by default. A principal's roles are `admin`, `reader`, `publisher`,
-//! `approver`, optionally scoped to one model as `role:model-name`; an action is allowed
-//! only when some role grants it (for a model-scoped action, a global role or a role scoped
-//! to that model).
+//! The registry's actions. Who may take them is decided by Cedar policies
+//! ([`palisade_auth::policy`]), deny by default; the built-in policies grant:
 //!
 //! | action | reader | publisher | approver | admin |
 //! |---|---|---|---|---|
 //! | read (models, versions, blobs, checkpoints, proofs) | ✓ | ✓ | ✓ | ✓ |
-//! | create-model, push (blobs, versions, tags) | | ✓ | | ✓ |
+//! | create-model, push (blobs, versions, tags, evidence) | | ✓ | | ✓ |
 //! | promote (set or remove an alias) | | | ✓ | ✓ |
 //! | read-audit (the events themselves) | | | | ✓ |
 //! | manage-keys (create and revoke API keys) | | | | ✓ |
 //! | manage-gates (set promotion gates) | | | | ✓ |
-
-use crate::meta::Principal;
+//!
+//! A role scoped to a model (`publisher:fraud-model`) applies to that model only.
+//! Operators add their own policies with `palisade serve --policy FILE`.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -26,15 +25,17 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 6] = [
+    pub const ALL: [Action; 7] = [
         Action::Read,
         Action::CreateModel,
         Action::Push,
         Action::Promote,
         Action::ReadAudit,
         Action::ManageKeys,
+        Action::ManageGates,
     ];
 
+    /// The Cedar action id (`Palisade::Action::"<name>"`) and the audit event's action.
     pub fn name(self) -> &'static str {
         match self {
             Action::Read => "read",
@@ -48,63 +49,24 @@ impl Action {
     }
 }
 
-/// The actions a role grants.
-fn grants(role: &str, action: Action) -> bool {
-    match role {
-        "admin" => true,
-        "reader" => action == Action::Read,
-        "publisher" => matches!(action, Action::Read | Action::CreateModel | Action::Push),
-        "approver" => matches!(action, Action::Read | Action::Promote),
-        _ => false,
-    }
-}
-
-/// Whether `p` may do `action`, on `model` when the action concerns one.
-pub fn allowed(p: &Principal, action: Action, model: Option<&str>) -> bool {
-    p.roles.iter().any(|r| match r.split_once(':') {
-        None => grants(r, action),
-        Some((role, scope)) => model == Some(scope) && grants(role, action),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn p(roles: &[&str]) -> Principal {
-        Principal {
-            key_id: "k".into(),
-            subject: "s".into(),
-            roles: roles.iter().map(|r| r.to_string()).collect(),
-        }
-    }
-
-    /// Every role × every action, global and model-scoped.
+    /// Every registry action is an action the policy schema declares (a typo here would
+    /// be denied for everyone).
     #[test]
-    fn rbac_matrix() {
-        let table: [(&str, [bool; 7]); 5] = [
-            ("reader", [true, false, false, false, false, false, false]),
-            ("publisher", [true, true, true, false, false, false, false]),
-            ("approver", [true, false, false, true, false, false, false]),
-            ("admin", [true; 7]),
-            ("nobody", [false; 7]),
-        ];
-        for (role, expected) in table {
-            for (action, want) in Action::ALL.into_iter().zip(expected) {
-                assert_eq!(allowed(&p(&[role]), action, Some("m")), want, "{role} {action:?}");
-                let scoped = format!("{role}:m");
-                assert_eq!(
-                    allowed(&p(&[&scoped]), action, Some("m")),
-                    want,
-                    "{scoped} {action:?} on m"
-                );
-                assert!(
-                    !allowed(&p(&[&scoped]), action, Some("other")),
-                    "{scoped} {action:?} on other"
-                );
-                assert!(!allowed(&p(&[&scoped]), action, None), "{scoped} {action:?} unscoped");
-            }
+    fn every_action_is_in_the_policy_schema() {
+        let policy = palisade_auth::Policy::builtin().unwrap();
+        let admin = palisade_auth::Principal {
+            id: "pk_0".into(),
+            subject: "root".into(),
+            roles: vec!["admin".into()],
+            method: palisade_auth::Method::ApiKey,
+        };
+        for a in Action::ALL {
+            let d = policy.decide(&admin, a.name(), palisade_auth::Resource::Registry);
+            assert!(d.allowed && d.errors.is_empty(), "{a:?}: {d:?}");
         }
-        assert!(!allowed(&p(&[]), Action::Read, None), "no roles, no access");
     }
 }

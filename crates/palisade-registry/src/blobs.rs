@@ -12,6 +12,10 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt as _};
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
 
@@ -38,12 +42,33 @@ pub enum BlobError {
     TooLarge(u64),
     #[error("blob {0} is not in the store")]
     Missing(String),
+    #[error("object store {url}: {message}")]
+    Object { url: String, message: String },
 }
 
 pub struct BlobStore {
+    /// Local state: `tmp/` (uploads in progress) and, for the local backend, `blobs/`.
     root: PathBuf,
     max_size: u64,
+    backend: Backend,
 }
+
+/// Where committed blobs live.
+enum Backend {
+    /// `root/blobs/<aa>/<digest>.<file id>`.
+    Local,
+    /// An object store (S3 and compatibles): `<prefix>/blobs/<aa>/<digest>.<file id>`.
+    /// Its calls run on `handle` from the blocking threads `put` and `get` run on.
+    Object {
+        store: Arc<dyn ObjectStore>,
+        prefix: String,
+        url: String,
+        handle: tokio::runtime::Handle,
+    },
+}
+
+/// Object-store uploads go in parts of this size.
+const PART: usize = 8 << 20;
 
 fn is_digest(d: &str) -> bool {
     d.len() == 64 && d.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
@@ -89,7 +114,93 @@ impl BlobStore {
         Ok(BlobStore {
             root: root.to_path_buf(),
             max_size,
+            backend: Backend::Local,
         })
+    }
+
+    /// A store whose blobs live in an object store, given as a URL (`s3://bucket/prefix`)
+    /// with `options` (object_store's S3 keys: `aws_endpoint`, `aws_region`,
+    /// `aws_access_key_id`, `aws_secret_access_key`, `aws_allow_http`, …). Uploads are
+    /// staged (encrypted) under `root/tmp`. Must be called inside a tokio runtime.
+    pub fn open_object(root: &Path, url: &str, options: &[(String, String)], max_size: u64) -> Result<Self, BlobError> {
+        let mut store = Self::open(root, max_size)?;
+        let err = |message: String| BlobError::Object {
+            url: url.to_owned(),
+            message,
+        };
+        let Some(rest) = url.strip_prefix("s3://") else {
+            return Err(err("only s3:// URLs are supported".into()));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(err("the URL names no bucket".into()));
+        }
+        let mut builder = object_store::aws::AmazonS3Builder::new().with_bucket_name(bucket);
+        for (k, v) in options {
+            let key: object_store::aws::AmazonS3ConfigKey = k.parse().map_err(|e| err(format!("option {k}: {e}")))?;
+            builder = builder.with_config(key, v);
+        }
+        let s3 = builder.build().map_err(|e| err(e.to_string()))?;
+        let handle = tokio::runtime::Handle::try_current().map_err(|e| err(e.to_string()))?;
+        store.backend = Backend::Object {
+            store: Arc::new(s3),
+            prefix: prefix.trim_matches('/').to_owned(),
+            url: url.to_owned(),
+            handle,
+        };
+        Ok(store)
+    }
+
+    /// Where blobs live, for logs (`local` or the object-store URL).
+    pub fn location(&self) -> String {
+        match &self.backend {
+            Backend::Local => format!("local:{}", self.root.join("blobs").display()),
+            Backend::Object { url, .. } => url.clone(),
+        }
+    }
+
+    fn object_path(prefix: &str, digest: &str, file_id: &str) -> ObjectPath {
+        let key = format!("blobs/{}/{digest}.{file_id}", &digest[..2]);
+        if prefix.is_empty() {
+            ObjectPath::from(key)
+        } else {
+            ObjectPath::from(format!("{prefix}/{key}"))
+        }
+    }
+
+    /// Checks that the object store answers (a listing of the blob prefix).
+    pub async fn check(&self) -> Result<(), BlobError> {
+        if let Backend::Object { store, prefix, url, .. } = &self.backend {
+            use futures_util::StreamExt as _;
+            let p = ObjectPath::from(format!("{prefix}/blobs"));
+            let mut list = store.list(Some(&p));
+            if let Some(Err(e)) = list.next().await {
+                return Err(BlobError::Object {
+                    url: url.clone(),
+                    message: e.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a committed blob (the loser of a concurrent push of the same content).
+    pub async fn remove(&self, record: &BlobRecord) -> Result<(), BlobError> {
+        match &self.backend {
+            Backend::Local => {
+                let path = self.path(&record.digest, &record.file_id);
+                tokio::fs::remove_file(&path)
+                    .await
+                    .map_err(|source| BlobError::Io { path, source })
+            }
+            Backend::Object { store, prefix, url, .. } => store
+                .delete(&Self::object_path(prefix, &record.digest, &record.file_id))
+                .await
+                .map_err(|e| BlobError::Object {
+                    url: url.clone(),
+                    message: e.to_string(),
+                }),
+        }
     }
 
     fn path(&self, digest: &str, file_id: &str) -> PathBuf {
@@ -137,6 +248,29 @@ impl BlobStore {
         let mut file_id = [0u8; 8];
         OsRng.fill_bytes(&mut file_id);
         let file_id = hex::encode(file_id);
+        if let Backend::Object {
+            store,
+            prefix,
+            url,
+            handle,
+        } = &self.backend
+        {
+            let path = Self::object_path(prefix, digest, &file_id);
+            let mut file = File::open(tmp.path()).map_err(io(tmp.path()))?;
+            handle
+                .block_on(upload(store.as_ref(), &path, &mut file))
+                .map_err(|message| BlobError::Object {
+                    url: url.clone(),
+                    message,
+                })?;
+            let wrapped = kek.wrap(&key, &id)?;
+            return Ok(BlobRecord {
+                digest: digest.to_owned(),
+                size,
+                file_id,
+                key: wrapped,
+            });
+        }
         let dest = self.path(digest, &file_id);
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent).map_err(io(parent))?;
@@ -159,23 +293,56 @@ impl BlobStore {
         })
     }
 
-    /// Decrypts a blob into `output` and checks its digest. On error, what was written to
-    /// `output` must be discarded.
-    pub fn get(&self, record: &BlobRecord, output: &mut dyn Write, kek: &dyn KeyProvider) -> Result<u64, BlobError> {
+    /// The stored (encrypted) bytes of a record.
+    fn open_stored(&self, record: &BlobRecord) -> Result<Box<dyn Read>, BlobError> {
         if !is_digest(&record.digest) {
             return Err(BlobError::BadDigest(record.digest.clone()));
         }
-        let path = self.path(&record.digest, &record.file_id);
-        let file = File::open(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => BlobError::Missing(record.digest.clone()),
-            _ => BlobError::Io {
-                path: path.clone(),
-                source: e,
-            },
-        })?;
+        let input: Box<dyn Read> = match &self.backend {
+            Backend::Local => {
+                let path = self.path(&record.digest, &record.file_id);
+                let file = File::open(&path).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => BlobError::Missing(record.digest.clone()),
+                    _ => BlobError::Io {
+                        path: path.clone(),
+                        source: e,
+                    },
+                })?;
+                Box::new(BufReader::with_capacity(1 << 20, file))
+            }
+            Backend::Object {
+                store,
+                prefix,
+                url,
+                handle,
+            } => {
+                use futures_util::TryStreamExt as _;
+                let path = Self::object_path(prefix, &record.digest, &record.file_id);
+                let got = handle.block_on(store.get(&path)).map_err(|e| match e {
+                    object_store::Error::NotFound { .. } => BlobError::Missing(record.digest.clone()),
+                    e => BlobError::Object {
+                        url: url.clone(),
+                        message: e.to_string(),
+                    },
+                })?;
+                let stream = got.into_stream().map_err(std::io::Error::other);
+                let reader = tokio_util::io::StreamReader::new(stream);
+                Box::new(BufReader::with_capacity(
+                    1 << 20,
+                    tokio_util::io::SyncIoBridge::new_with_handle(reader, handle.clone()),
+                ))
+            }
+        };
+        Ok(input)
+    }
+
+    /// Decrypts a blob into `output` and checks its digest. On error, what was written to
+    /// `output` must be discarded.
+    pub fn get(&self, record: &BlobRecord, output: &mut dyn Write, kek: &dyn KeyProvider) -> Result<u64, BlobError> {
+        let mut input = self.open_stored(record)?;
         let id = identity(&record.digest);
         let key = kek.unwrap(&record.key, &id)?;
-        let (sha, size) = crypto::decrypt(&mut BufReader::with_capacity(1 << 20, file), output, &key, &id)?;
+        let (sha, size) = crypto::decrypt(&mut input, output, &key, &id)?;
         let found = hex::encode(sha);
         if found != record.digest || size != record.size {
             return Err(CryptoError::Digest {
@@ -183,6 +350,20 @@ impl BlobStore {
                 found,
             }
             .into());
+        }
+        Ok(size)
+    }
+
+    /// Authenticates every chunk of a stored blob (AES-GCM with the digest bound as
+    /// associated data) and its size, without hashing: what a pull checks before it sends
+    /// a byte.
+    pub fn verify(&self, record: &BlobRecord, kek: &dyn KeyProvider) -> Result<u64, BlobError> {
+        let mut input = self.open_stored(record)?;
+        let id = identity(&record.digest);
+        let key = kek.unwrap(&record.key, &id)?;
+        let size = crypto::authenticate(&mut input, &key, &id)?;
+        if size != record.size {
+            return Err(CryptoError::Tampered.into());
         }
         Ok(size)
     }
@@ -198,10 +379,44 @@ impl BlobStore {
         Ok(BlobRecord { key, ..record.clone() })
     }
 
-    /// The on-disk file of a record (for tests and repair tools).
+    /// The on-disk file of a record in the local backend (for tests and repair tools).
     pub fn file_of(&self, record: &BlobRecord) -> PathBuf {
         self.path(&record.digest, &record.file_id)
     }
+
+    /// The object-store key of a record (for tests and repair tools).
+    pub fn object_key(&self, record: &BlobRecord) -> Option<String> {
+        match &self.backend {
+            Backend::Local => None,
+            Backend::Object { prefix, .. } => {
+                Some(Self::object_path(prefix, &record.digest, &record.file_id).to_string())
+            }
+        }
+    }
+}
+
+/// Uploads a staged file in parts; a failed upload is aborted (no partial object).
+async fn upload(store: &dyn ObjectStore, path: &ObjectPath, file: &mut File) -> Result<(), String> {
+    let multipart = store.put_multipart(path).await.map_err(|e| e.to_string())?;
+    let mut writer = object_store::WriteMultipart::new_with_chunk_size(multipart, PART);
+    let mut buf = vec![0u8; PART];
+    loop {
+        let n = match palisade_core::io::read_full(file, &mut buf) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = writer.abort().await;
+                return Err(e.to_string());
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        if let Err(e) = writer.wait_for_capacity(4).await {
+            return Err(e.to_string());
+        }
+        writer.write(&buf[..n]);
+    }
+    writer.finish().await.map(|_| ()).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -267,6 +267,22 @@ pub fn decrypt(
     key: &DataKey,
     identity: &[u8],
 ) -> Result<([u8; 32], u64), CryptoError> {
+    open(input, output, key, identity, true)
+}
+
+/// Authenticates every chunk of a blob (and its end) without hashing or keeping the
+/// plaintext: the cheap first pass of a pull. Returns the plaintext size.
+pub fn authenticate(input: &mut dyn Read, key: &DataKey, identity: &[u8]) -> Result<u64, CryptoError> {
+    open(input, &mut std::io::sink(), key, identity, false).map(|(_, size)| size)
+}
+
+fn open(
+    input: &mut dyn Read,
+    output: &mut dyn Write,
+    key: &DataKey,
+    identity: &[u8],
+    hash: bool,
+) -> Result<([u8; 32], u64), CryptoError> {
     let mut header = [0u8; HEADER];
     if palisade_core::io::read_full(input, &mut header)? != HEADER || &header[..8] != MAGIC {
         return Err(CryptoError::Format);
@@ -287,7 +303,9 @@ pub fn decrypt(
             .open_in_place(stream_nonce(&prefix, counter, last)?, Aad::from(&aad), &mut buf)
             .map_err(|_| CryptoError::Tampered)?;
         let n = pt.len();
-        sha.update(&buf[..n]);
+        if hash {
+            sha.update(&buf[..n]);
+        }
         size += n as u64;
         counter += 1;
         buf.truncate(n);
@@ -314,6 +332,21 @@ mod tests {
         let mut pt = Vec::new();
         let (d2, _) = decrypt(&mut &ct[..], &mut pt, &key, b"id").unwrap();
         assert_eq!((pt, d2), (data, d));
+        assert_eq!(authenticate(&mut &ct[..], &key, b"id").unwrap(), len as u64);
+        if len > 0 {
+            let mut bad = ct.clone();
+            let last = bad.len() - 1;
+            bad[last] ^= 1;
+            assert!(matches!(
+                authenticate(&mut &bad[..], &key, b"id"),
+                Err(CryptoError::Tampered)
+            ));
+            assert!(
+                authenticate(&mut &ct[..ct.len() - 1], &key, b"id").is_err(),
+                "truncation"
+            );
+        }
+        assert!(authenticate(&mut &ct[..], &key, b"other id").is_err(), "identity bound");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! `promote` refuses with every unmet requirement listed.
 
 use palisade_core::Severity;
-use palisade_sign::attestation::SCAN_PREDICATE_TYPE;
+use palisade_sign::attestation::{BOM_PREDICATE_TYPE, SCAN_PREDICATE_TYPE};
 use palisade_sign::model::{self, Trust, PREDICATE_TYPE as SIGNATURE_PREDICATE};
 use palisade_sign::{Bundle, VerifyingKey};
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::meta::ModelVersion;
 
 /// A gate policy (stored as JSON per model and alias).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GatePolicy {
     /// A model signature by one of these keys (PEM public keys) over exactly this version.
@@ -23,22 +23,27 @@ pub struct GatePolicy {
     /// `fail_on`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scan: Option<ScanRequirement>,
+    /// A CycloneDX AI-BOM attestation (`palisade bom --attest`) over exactly this version by
+    /// one of these keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bom: Option<KeysRequirement>,
     /// The approver must not be the version's publisher.
     #[serde(default)]
     pub separation_of_duties: bool,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeysRequirement {
     pub trusted_keys: Vec<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScanRequirement {
     pub trusted_keys: Vec<String>,
-    /// Lowest severity that blocks promotion.
+    /// Lowest severity that blocks promotion (`info`, `low`, `medium`, `high`, `critical`).
+    #[schema(value_type = String)]
     pub fail_on: Severity,
 }
 
@@ -51,6 +56,7 @@ impl GatePolicy {
             .iter()
             .flat_map(|s| &s.trusted_keys)
             .chain(p.scan.iter().flat_map(|s| &s.trusted_keys))
+            .chain(p.bom.iter().flat_map(|s| &s.trusted_keys))
         {
             VerifyingKey::from_pem(k).map_err(|e| format!("trusted key: {e}"))?;
         }
@@ -115,6 +121,22 @@ pub fn unmet(policy: &GatePolicy, version: &ModelVersion, bundles: &[String], ap
             } else {
                 "a scan attestation over this version by a trusted key".to_owned()
             });
+        }
+    }
+    if let Some(req) = &policy.bom {
+        let ok = keys(&req.trusted_keys).into_iter().any(|k| {
+            let trust = Trust::Key(k);
+            parsed.iter().any(|b| {
+                palisade_sign::attestation::verify(b, &trust, BOM_PREDICATE_TYPE, Some(&version.digest)).is_ok_and(
+                    |(st, _)| {
+                        st.predicate.get("bomFormat").and_then(|f| f.as_str()) == Some("CycloneDX")
+                            && st.predicate.get("specVersion").and_then(|v| v.as_str()).is_some()
+                    },
+                )
+            })
+        });
+        if !ok {
+            out.push("a CycloneDX AI-BOM attestation over this version by a trusted key".to_owned());
         }
     }
     if policy.separation_of_duties && version.created_by == approver {

@@ -1,6 +1,8 @@
-//! The model registry's foundations: encrypted content-addressed blob storage
-//! ([`crypto`], [`blobs`]) and the tamper-evident audit log ([`audit`]). The registry API,
-//! metadata stores (SQLite, PostgreSQL), identity and authorization build on these.
+//! Palisade's model registry: encrypted content-addressed blob storage ([`crypto`],
+//! [`blobs`]), metadata on SQLite or PostgreSQL ([`meta`]), promotion gates ([`gates`]), the
+//! tamper-evident audit log ([`audit`]), and the HTTP API ([`server`], with read-only
+//! MLflow-compatible routes in [`mlflow`]). Identity and authorization come from
+//! `palisade-auth`.
 
 pub mod audit;
 pub mod authz;
@@ -8,4 +10,5 @@ pub mod blobs;
 pub mod crypto;
 pub mod gates;
 pub mod meta;
+pub mod mlflow;
 pub mod server;

@@ -7,12 +7,12 @@
 
 use std::collections::BTreeMap;
 
-use palisade_core::merkle::Hash;
-use rand_core::{OsRng, RngCore};
+use palisade_core::merkle::{Frontier, Hash};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
+
+use palisade_auth::{ApiKeyStore, BoxFuture, Method, Principal, StoredKey};
 
 use crate::audit::Event;
 use crate::blobs::BlobRecord;
@@ -118,6 +118,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         PRIMARY KEY (model, alias)
     );",
     ),
+    (
+        3,
+        "checkpoint frontiers",
+        "ALTER TABLE audit_checkpoints ADD COLUMN frontier TEXT",
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -134,7 +139,7 @@ pub enum MetaError {
     Corrupt(String),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RegisteredModel {
     pub name: String,
     pub description: String,
@@ -143,7 +148,7 @@ pub struct RegisteredModel {
 }
 
 /// Where a version came from.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Lineage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_run: Option<String>,
@@ -153,14 +158,14 @@ pub struct Lineage {
     pub datasets: Vec<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VersionFile {
     pub path: String,
     pub digest: String,
     pub size: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelVersion {
     pub model: String,
     pub version: u64,
@@ -172,21 +177,14 @@ pub struct ModelVersion {
     pub created_by: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AliasChange {
     pub version: Option<u64>,
     pub changed_at: String,
     pub changed_by: String,
 }
 
-/// An authenticated caller.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Principal {
-    pub key_id: String,
-    pub subject: String,
-    pub roles: Vec<String>,
-}
-
+#[derive(Clone)]
 pub struct MetaStore {
     pool: AnyPool,
 }
@@ -619,6 +617,29 @@ impl MetaStore {
         Ok(())
     }
 
+    /// Removes a tag; `NotFound` when it was not set.
+    pub async fn delete_tag(&self, model: &str, version: Option<u64>, key: &str) -> Result<(), MetaError> {
+        let r = sqlx::query("DELETE FROM tags WHERE model = $1 AND version = $2 AND key = $3")
+            .bind(model)
+            .bind(i(version.unwrap_or(0)))
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(MetaError::NotFound(format!("tag {key}")));
+        }
+        Ok(())
+    }
+
+    /// A model's aliases and the versions they point at.
+    pub async fn aliases(&self, model: &str) -> Result<BTreeMap<String, u64>, MetaError> {
+        let rows = sqlx::query("SELECT alias, version FROM aliases WHERE model = $1")
+            .bind(model)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, u(r.try_get(1)?)))).collect()
+    }
+
     pub async fn tags(&self, model: &str, version: Option<u64>) -> Result<BTreeMap<String, String>, MetaError> {
         let rows = sqlx::query("SELECT key, value FROM tags WHERE model = $1 AND version = $2")
             .bind(model)
@@ -628,18 +649,13 @@ impl MetaStore {
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
     }
 
-    /// Creates an API key; returns the token `pk_<id>.<secret>`, shown once. Only the
-    /// SHA-256 of the secret is stored.
+    /// Creates an API key; returns the principal and the token `pk_<id>.<secret>`, shown
+    /// once. Only the SHA-256 of the secret is stored.
     pub async fn create_api_key(&self, subject: &str, roles: &[String]) -> Result<(Principal, String), MetaError> {
-        let mut id = [0u8; 8];
-        let mut secret = [0u8; 32];
-        OsRng.fill_bytes(&mut id);
-        OsRng.fill_bytes(&mut secret);
-        let id = format!("pk_{}", hex::encode(id));
-        let secret = hex::encode(secret);
+        let (id, digest, token) = palisade_auth::apikey::generate();
         sqlx::query("INSERT INTO api_keys (id, secret_sha256, subject, roles, created_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(&id)
-            .bind(hex::encode(Sha256::digest(secret.as_bytes())))
+            .bind(digest)
             .bind(subject)
             .bind(roles.join(","))
             .bind(now())
@@ -647,41 +663,28 @@ impl MetaStore {
             .await?;
         Ok((
             Principal {
-                key_id: id.clone(),
+                id,
                 subject: subject.to_owned(),
                 roles: roles.to_vec(),
+                method: Method::ApiKey,
             },
-            format!("{id}.{secret}"),
+            token,
         ))
     }
 
-    /// The principal of a valid, unrevoked token; `None` for anything else.
-    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, MetaError> {
-        let Some((id, secret)) = token.split_once('.') else {
-            return Ok(None);
-        };
-        if !id.starts_with("pk_") || id.len() > 64 || secret.len() != 64 {
-            return Ok(None);
-        }
+    async fn find_api_key(&self, id: &str) -> Result<Option<StoredKey>, MetaError> {
         let row = sqlx::query("SELECT secret_sha256, subject, roles, revoked_at FROM api_keys WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
         let Some(row) = row else { return Ok(None) };
-        let stored: String = row.try_get(0)?;
-        let revoked: Option<String> = row.try_get(3)?;
-        let given = hex::encode(Sha256::digest(secret.as_bytes()));
-        // Constant-time comparison of the two hashes.
-        let same = stored.len() == given.len()
-            && stored.bytes().zip(given.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-        if !same || revoked.is_some() {
-            return Ok(None);
-        }
         let roles: String = row.try_get(2)?;
-        Ok(Some(Principal {
-            key_id: id.to_owned(),
+        let revoked: Option<String> = row.try_get(3)?;
+        Ok(Some(StoredKey {
+            secret_sha256: row.try_get(0)?,
             subject: row.try_get(1)?,
             roles: roles.split(',').filter(|r| !r.is_empty()).map(str::to_owned).collect(),
+            revoked: revoked.is_some(),
         }))
     }
 
@@ -851,10 +854,71 @@ impl MetaStore {
         Ok(())
     }
 
+    /// Stores a checkpoint with the tree's frontier, so the next one only reads newer leaves.
+    pub async fn save_checkpoint_with_frontier(&self, note: &str, frontier: &Frontier) -> Result<(), MetaError> {
+        let nodes: Vec<String> = frontier.nodes().iter().map(hex::encode).collect();
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (size, note, frontier) VALUES ($1, $2, $3) ON CONFLICT (size) DO NOTHING",
+        )
+        .bind(i(frontier.size()))
+        .bind(note)
+        .bind(nodes.join(","))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The latest checkpoint: size, note and (when it was saved with one) frontier.
+    pub async fn last_checkpoint(&self) -> Result<Option<(u64, String, Option<Frontier>)>, MetaError> {
+        let row = sqlx::query("SELECT size, note, frontier FROM audit_checkpoints ORDER BY size DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let size = u(row.try_get(0)?);
+        let note: String = row.try_get(1)?;
+        let frontier: Option<String> = row.try_get(2)?;
+        let frontier =
+            match frontier {
+                None => None,
+                Some(text) => {
+                    let nodes = text
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(|h| hex::decode(h).ok().and_then(|b| <Hash>::try_from(b).ok()))
+                        .collect::<Option<Vec<Hash>>>()
+                        .ok_or_else(|| MetaError::Corrupt(format!("checkpoint {size}: bad frontier")))?;
+                    Some(Frontier::from_parts(size, nodes).ok_or_else(|| {
+                        MetaError::Corrupt(format!("checkpoint {size}: frontier does not fit its size"))
+                    })?)
+                }
+            };
+        Ok(Some((size, note, frontier)))
+    }
+
+    /// The stored leaf hashes of events `from..to`, checked against the events.
+    pub async fn leaf_hashes(&self, from: u64, to: u64) -> Result<Vec<Hash>, MetaError> {
+        Ok(self.events(from, to).await?.iter().map(Event::leaf_hash).collect())
+    }
+
+    /// The number of events in the log.
+    pub async fn log_size(&self) -> Result<u64, MetaError> {
+        let n: i64 = sqlx::query("SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_events")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        Ok(u(n))
+    }
+
     pub async fn checkpoints(&self) -> Result<Vec<(u64, String)>, MetaError> {
         let rows = sqlx::query("SELECT size, note FROM audit_checkpoints ORDER BY size")
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(|r| Ok((u(r.try_get(0)?), r.try_get(1)?))).collect()
+    }
+}
+
+impl ApiKeyStore for MetaStore {
+    fn find<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<StoredKey>, String>> {
+        Box::pin(async move { self.find_api_key(id).await.map_err(|e| e.to_string()) })
     }
 }

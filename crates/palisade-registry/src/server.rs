@@ -9,19 +9,25 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::TryStreamExt as _;
-use palisade_core::merkle;
+use palisade_core::merkle::{self, Frontier};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::audit::{Event, LogSigner};
-use crate::authz::{self, Action};
+use crate::authz::Action;
 use crate::blobs::{BlobError, BlobStore};
 use crate::crypto::{CryptoError, KeyProvider, LocalKeyFile};
 use crate::gates::{self, GatePolicy};
-use crate::meta::{Lineage, MetaError, MetaStore, Principal, VersionFile};
+use crate::meta::{Lineage, MetaError, MetaStore, ModelVersion, RegisteredModel, VersionFile};
+use palisade_auth::{Authenticator, JwtConfig, Policy, Principal, Resource};
+
+/// Shortest bootstrap token accepted.
+pub const MIN_BOOTSTRAP: usize = 32;
 
 /// Largest JSON request body.
 const MAX_JSON: usize = 1 << 20;
@@ -33,7 +39,43 @@ pub struct Registry {
     pub blobs: BlobStore,
     pub kek: Box<dyn KeyProvider>,
     pub log: LogSigner,
+    pub auth: Authenticator,
+    pub policy: Policy,
+    /// SHA-256 of the one-time bootstrap token while no API key exists yet.
+    bootstrap: tokio::sync::Mutex<Option<String>>,
     checkpoint_lock: tokio::sync::Mutex<()>,
+}
+
+/// How `open` sets the registry up.
+pub struct Options {
+    /// Metadata store URL; `None`: SQLite in the home directory.
+    pub database_url: Option<String>,
+    pub max_blob: u64,
+    /// Accept OIDC/JWT bearer tokens as well as API keys.
+    pub jwt: Option<JwtConfig>,
+    /// Operator Cedar policy files, added to the built-in role policies.
+    pub policy_files: Vec<PathBuf>,
+    /// A one-time bootstrap token (at least 32 characters): on a first start the admin key
+    /// is not printed; `POST /api/v1/bootstrap` with this token as the bearer mints it once.
+    pub bootstrap_token: Option<String>,
+    /// Keep blobs in an object store (`s3://bucket/prefix`) instead of `home/store/blobs`.
+    pub blob_store: Option<String>,
+    /// Object-store options (`aws_endpoint`, `aws_region`, credentials, …).
+    pub blob_store_options: Vec<(String, String)>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            database_url: None,
+            max_blob: DEFAULT_MAX_BLOB,
+            jwt: None,
+            policy_files: Vec::new(),
+            bootstrap_token: None,
+            blob_store: None,
+            blob_store_options: Vec::new(),
+        }
+    }
 }
 
 /// What `open` found or made.
@@ -55,6 +97,12 @@ pub enum OpenError {
     Crypto(#[from] CryptoError),
     #[error("{0}: the audit signing key must be 32 bytes")]
     AuditKey(PathBuf),
+    #[error(transparent)]
+    Jwt(#[from] palisade_auth::JwtError),
+    #[error("the bootstrap token must be at least {MIN_BOOTSTRAP} characters")]
+    BootstrapToken,
+    #[error("authorization policy: {0}")]
+    Policy(#[from] palisade_auth::PolicyError),
 }
 
 fn private_dir(p: &Path) -> Result<(), OpenError> {
@@ -72,7 +120,12 @@ fn private_dir(p: &Path) -> Result<(), OpenError> {
 /// Opens `$PALISADE_HOME` (creating it on first run): SQLite metadata unless
 /// `database_url` names another store, the blob store, the key-encryption key and the
 /// audit-log signing key. The first start creates an admin API key.
-pub async fn open(home: &Path, database_url: Option<&str>, max_blob: u64) -> Result<Opened, OpenError> {
+pub async fn open(home: &Path, options: Options) -> Result<Opened, OpenError> {
+    let policy = Policy::load(&options.policy_files)?;
+    let jwt = match options.jwt {
+        Some(c) => Some(Arc::new(palisade_auth::JwtVerifier::new(c).await?)),
+        None => None,
+    };
     private_dir(home)?;
     private_dir(&home.join("keys"))?;
     let kek = LocalKeyFile::open_or_create(&home.join("keys/kek"))?;
@@ -89,23 +142,44 @@ pub async fn open(home: &Path, database_url: Option<&str>, max_blob: u64) -> Res
         .try_into()
         .map_err(|_| OpenError::AuditKey(audit_key.clone()))?;
     let log = LogSigner::from_seed("palisade/registry", seed);
-    let url = match database_url {
-        Some(u) => u.to_owned(),
+    let url = match options.database_url {
+        Some(u) => u,
         None => format!("sqlite://{}", home.join("registry.db").display()),
     };
     let meta = MetaStore::connect(&url).await?;
-    let blobs = BlobStore::open(&home.join("store"), max_blob)?;
-    let first_admin_token = if meta.count_api_keys().await? == 0 {
-        let (_, token) = meta.create_api_key("admin", &["admin".to_owned()]).await?;
-        Some(token)
-    } else {
-        None
+    let blobs = match &options.blob_store {
+        None => BlobStore::open(&home.join("store"), options.max_blob)?,
+        Some(url) => {
+            let b = BlobStore::open_object(&home.join("store"), url, &options.blob_store_options, options.max_blob)?;
+            b.check().await?;
+            b
+        }
     };
+    if options
+        .bootstrap_token
+        .as_ref()
+        .is_some_and(|t| t.trim().len() < MIN_BOOTSTRAP)
+    {
+        return Err(OpenError::BootstrapToken);
+    }
+    let fresh = meta.count_api_keys().await? == 0;
+    let (first_admin_token, bootstrap) = match (fresh, options.bootstrap_token) {
+        (false, _) => (None, None),
+        (true, Some(t)) => (None, Some(palisade_auth::apikey::secret_digest(t.trim()))),
+        (true, None) => {
+            let (_, token) = meta.create_api_key("admin", &["admin".to_owned()]).await?;
+            (Some(token), None)
+        }
+    };
+    let auth = Authenticator::new(Some(Arc::new(meta.clone())), jwt);
     let registry = Arc::new(Registry {
         meta,
         blobs,
         kek: Box::new(kek),
         log,
+        auth,
+        policy,
+        bootstrap: tokio::sync::Mutex::new(bootstrap),
         checkpoint_lock: tokio::sync::Mutex::new(()),
     });
     Ok(Opened {
@@ -132,7 +206,7 @@ fn write_secret(path: &Path, data: &[u8]) -> Result<(), OpenError> {
 }
 
 /// An API error: status and message, as `{"error": "…"}`.
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -155,7 +229,7 @@ impl From<MetaError> for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 impl Registry {
     /// Appends an audit event. A change whose event cannot be recorded is reported to the
@@ -191,62 +265,97 @@ impl Registry {
     }
 
     /// Signs a checkpoint of the whole log if it grew since the last one; returns the
-    /// latest checkpoint note.
+    /// latest checkpoint note. Work is proportional to the events since the last
+    /// checkpoint (its Merkle frontier is stored with it), not to the log's size.
     pub async fn checkpoint(&self) -> Result<Option<String>, MetaError> {
         let _guard = self.checkpoint_lock.lock().await;
-        let leaves = self.meta.leaves().await?;
-        let last = self.meta.checkpoints().await?.pop();
-        if leaves.is_empty() {
-            return Ok(last.map(|(_, n)| n));
+        let size = self.meta.log_size().await?;
+        let last = self.meta.last_checkpoint().await?;
+        if size == 0 || last.as_ref().is_some_and(|(s, _, _)| *s == size) {
+            return Ok(last.map(|(_, n, _)| n));
         }
-        if last.as_ref().is_some_and(|(size, _)| *size == leaves.len() as u64) {
-            return Ok(last.map(|(_, n)| n));
+        let mut frontier = match last {
+            Some((s, _, Some(f))) if s < size => f,
+            // No usable frontier (a checkpoint from before frontiers were stored): rebuild.
+            _ => Frontier::new(),
+        };
+        // Events are read in bounded batches.
+        while frontier.size() < size {
+            let to = size.min(frontier.size() + 10_000);
+            let batch = self.meta.leaf_hashes(frontier.size(), to).await?;
+            if batch.len() as u64 != to - frontier.size() {
+                return Err(MetaError::Corrupt(format!(
+                    "audit log has a gap between {} and {to}",
+                    frontier.size()
+                )));
+            }
+            for leaf in batch {
+                frontier.push(leaf);
+            }
         }
-        let note = self.log.checkpoint(leaves.len() as u64, &merkle::root(&leaves));
-        self.meta.save_checkpoint(leaves.len() as u64, &note).await?;
+        let note = self.log.checkpoint(frontier.size(), &frontier.root());
+        self.meta.save_checkpoint_with_frontier(&note, &frontier).await?;
         Ok(Some(note))
     }
 
-    /// Authenticates and authorises; refusals are audited.
-    async fn require(
+    /// Authenticates a request's `Authorization` header; a refusal is audited.
+    async fn authenticate(&self, headers: &HeaderMap, method: &str, target: &str) -> Result<Principal, ApiError> {
+        let header = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+        match self.auth.authenticate(header).await {
+            Ok(p) => Ok(p),
+            Err(e) => {
+                if e.is_internal() {
+                    tracing::error!("authentication store: {e:?}");
+                }
+                let _ = self
+                    .audit(
+                        "anonymous",
+                        "authenticate",
+                        target,
+                        "denied",
+                        json!({ "reason": e.to_string(), "method": method }),
+                    )
+                    .await;
+                let status = if e.is_internal() {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::UNAUTHORIZED
+                };
+                Err(ApiError(status, e.to_string()))
+            }
+        }
+    }
+
+    /// Whether `p` may take `action` on `model` (or on the registry as a whole).
+    pub(crate) fn allowed(&self, p: &Principal, action: Action, model: Option<&str>) -> palisade_auth::Decision {
+        let resource = model.map_or(Resource::Registry, Resource::Model);
+        self.policy.decide(p, action.name(), resource)
+    }
+
+    /// Authenticates and authorises (deny by default); refusals are audited with the
+    /// policies that decided.
+    pub(crate) async fn require(
         &self,
-        headers: &HeaderMap,
+        caller: &Caller,
         action: Action,
         model: Option<&str>,
         target: &str,
     ) -> ApiResult<Principal> {
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        let principal = match token {
-            Some(t) => self.meta.authenticate(t).await?,
-            None => None,
-        };
-        let Some(p) = principal else {
+        let p = caller.0.clone();
+        let decision = self.allowed(&p, action, model);
+        if !decision.allowed {
             let _ = self
                 .audit(
-                    "anonymous",
+                    &p.id,
                     action.name(),
                     target,
                     "denied",
-                    json!({ "reason": "no valid credentials" }),
-                )
-                .await;
-            return Err(ApiError(
-                StatusCode::UNAUTHORIZED,
-                "authentication required: Authorization: Bearer <API key>".into(),
-            ));
-        };
-        if !authz::allowed(&p, action, model) {
-            let _ = self
-                .audit(
-                    &p.key_id,
-                    action.name(),
-                    target,
-                    "denied",
-                    json!({ "reason": "not permitted", "roles": p.roles }),
+                    json!({
+                        "reason": "not permitted",
+                        "roles": p.roles,
+                        "policies": decision.policies,
+                        "errors": decision.errors,
+                    }),
                 )
                 .await;
             return Err(ApiError(
@@ -258,110 +367,314 @@ impl Registry {
     }
 }
 
+/// Routes that answer without credentials; every other route authenticates first (a test
+/// walks the OpenAPI document and checks that each one refuses an anonymous call).
+pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
+    ("get", "/health"),
+    ("get", "/openapi.json"),
+    ("get", "/api/v1/audit/key"),
+    ("post", "/api/v1/bootstrap"),
+];
+
+/// The authenticated caller of a request, put there by [`authenticate_layer`].
+#[derive(Clone, Debug)]
+pub struct Caller(pub Principal);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, ApiError> {
+        // Only reachable without a principal if a public route asked for one: a bug, refused.
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "authentication required".into()))
+    }
+}
+
+/// Authenticates every request before routing extracts anything from it (so an anonymous
+/// caller learns nothing from body validation), except the [`PUBLIC_ROUTES`].
+async fn authenticate_layer(
+    State(reg): State<Arc<Registry>>,
+    matched: Option<axum::extract::MatchedPath>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = req.method().as_str().to_ascii_lowercase();
+    let public = matched
+        .as_ref()
+        .is_some_and(|m| PUBLIC_ROUTES.iter().any(|(pm, pp)| *pm == method && *pp == m.as_str()));
+    if !public {
+        let target = req.uri().path().to_owned();
+        match reg.authenticate(req.headers(), &method, &target).await {
+            Ok(p) => {
+                req.extensions_mut().insert(Caller(p));
+            }
+            Err(e) => return e.into_response(),
+        }
+    }
+    next.run(req).await
+}
+
+/// The `{"error": …}` body of every failed request.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Palisade registry",
+        description = "Encrypted, content-addressed model registry with deny-by-default authorization, promotion gates and a tamper-evident audit log. Every route but the public ones needs `Authorization: Bearer <API key or OIDC token>`."
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(ErrorBody))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+        let components = api.components.get_or_insert_with(Default::default);
+        let bearer = || SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
+        components.add_security_scheme("bearer", bearer());
+        components.add_security_scheme("bootstrap", bearer());
+        api.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+    }
+}
+
+#[utoipa::path(get, path = "/health", tag = "health", security(()), responses((status = 200, description = "`{status: ok}`")))]
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Every route with its OpenAPI description, from the handlers' annotations.
+fn api_router() -> OpenApiRouter<Arc<Registry>> {
+    // Blobs stream without the JSON body limit (they have their own, --max-blob-size).
+    let blobs = OpenApiRouter::new()
+        .routes(routes!(put_blob, get_blob))
+        .layer(DefaultBodyLimit::disable());
+    OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
+        .routes(routes!(health))
+        .routes(routes!(list_models, create_model))
+        .routes(routes!(get_model))
+        .routes(routes!(list_versions, create_version))
+        .routes(routes!(get_version))
+        .routes(routes!(set_alias, get_alias, delete_alias))
+        .routes(routes!(list_attestations, add_attestation))
+        .routes(routes!(set_gate, get_gate))
+        .routes(routes!(set_model_tag, delete_model_tag))
+        .routes(routes!(set_version_tag, delete_version_tag))
+        .routes(routes!(get_checkpoint))
+        .routes(routes!(get_events))
+        .routes(routes!(inclusion_proof))
+        .routes(routes!(consistency_proof))
+        .routes(routes!(get_log_key))
+        .routes(routes!(bootstrap))
+        .routes(routes!(create_key))
+        .routes(routes!(revoke_key))
+        .merge(blobs)
+        .merge(crate::mlflow::routes())
+}
+
+/// The OpenAPI 3.1 document of the registry API, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_router().split_for_parts().1
+}
+
 pub fn router(reg: Arc<Registry>) -> Router {
-    Router::new()
-        .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
-        .route("/api/v1/models", get(list_models).post(create_model))
-        .route("/api/v1/models/{name}", get(get_model))
-        .route(
-            "/api/v1/models/{name}/versions",
-            get(list_versions).post(create_version),
-        )
-        .route("/api/v1/models/{name}/versions/{version}", get(get_version))
-        .route(
-            "/api/v1/models/{name}/aliases/{alias}",
-            put(set_alias).get(get_alias).delete(delete_alias),
-        )
-        .route(
-            "/api/v1/models/{name}/versions/{version}/attestations",
-            get(list_attestations).post(add_attestation),
-        )
-        .route("/api/v1/models/{name}/gates/{alias}", put(set_gate).get(get_gate))
-        .route(
-            "/api/v1/blobs/{digest}",
-            put(put_blob).get(get_blob).layer(DefaultBodyLimit::disable()),
-        )
-        .route("/api/v1/audit/checkpoint", get(get_checkpoint))
-        .route("/api/v1/audit/events", get(get_events))
-        .route("/api/v1/audit/proof/inclusion", get(inclusion_proof))
-        .route("/api/v1/audit/proof/consistency", get(consistency_proof))
-        .route("/api/v1/audit/key", get(get_log_key))
-        .route("/api/v1/keys", axum::routing::post(create_key))
-        .route("/api/v1/keys/{id}", axum::routing::delete(revoke_key))
+    let (routes, api) = api_router().split_for_parts();
+    let api = Arc::new(api);
+    routes
+        .route("/openapi.json", get(move || async move { Json(api.as_ref().clone()) }))
+        // Outermost first: the body limit, then authentication, then the route.
+        .route_layer(axum::middleware::from_fn_with_state(reg.clone(), authenticate_layer))
         .layer(DefaultBodyLimit::max(MAX_JSON))
         .with_state(reg)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct NewModel {
     name: String,
     #[serde(default)]
     description: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/models", tag = "models", request_body = NewModel, responses((status = 201, body = RegisteredModel), (status = 409, description = "exists", body = ErrorBody), (status = 401, description = "no or bad credentials", body = ErrorBody), (status = 403, description = "not permitted", body = ErrorBody)))]
 async fn create_model(
     State(reg): State<Arc<Registry>>,
-    headers: HeaderMap,
+    caller: Caller,
     Json(m): Json<NewModel>,
 ) -> ApiResult<Response> {
     let target = format!("model/{}", m.name);
     let p = reg
-        .require(&headers, Action::CreateModel, Some(&m.name), &target)
+        .require(&caller, Action::CreateModel, Some(&m.name), &target)
         .await?;
     let created = reg.meta.create_model(&m.name, &m.description, &p.subject).await?;
-    reg.audit(&p.key_id, "create-model", &target, "allowed", json!({}))
-        .await?;
+    reg.audit(&p.id, "create-model", &target, "allowed", json!({})).await?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
-async fn list_models(State(reg): State<Arc<Registry>>, headers: HeaderMap) -> ApiResult<Response> {
-    let p = reg.require(&headers, Action::Read, None, "models").await?;
+#[utoipa::path(get, path = "/api/v1/models", tag = "models", responses((status = 200, description = "`{registered_models: [...]}`, the models the caller may read"), (status = 401, description = "no or bad credentials", body = ErrorBody), (status = 403, description = "not permitted", body = ErrorBody)))]
+async fn list_models(State(reg): State<Arc<Registry>>, caller: Caller) -> ApiResult<Response> {
+    // Any authenticated caller may list; it sees the models it may read.
+    let p = &caller.0;
     let models: Vec<_> = reg
         .meta
         .list_models()
         .await?
         .into_iter()
-        .filter(|m| authz::allowed(&p, Action::Read, Some(&m.name)))
+        .filter(|m| reg.allowed(p, Action::Read, Some(&m.name)).allowed)
         .collect();
     Ok(Json(json!({ "registered_models": models })).into_response())
 }
 
+#[utoipa::path(get, path = "/api/v1/models/{name}", tag = "models", params(("name" = String, Path, description = "model name")), responses((status = 200, description = "the model with its `aliases` and `tags`"), (status = 404, body = ErrorBody), (status = 401, description = "no or bad credentials", body = ErrorBody), (status = 403, description = "not permitted", body = ErrorBody)))]
 async fn get_model(
     State(reg): State<Arc<Registry>>,
-    headers: HeaderMap,
+    caller: Caller,
     UrlPath(name): UrlPath<String>,
 ) -> ApiResult<Response> {
-    reg.require(&headers, Action::Read, Some(&name), &format!("model/{name}"))
+    reg.require(&caller, Action::Read, Some(&name), &format!("model/{name}"))
         .await?;
-    Ok(Json(reg.meta.get_model(&name).await?).into_response())
+    let model = reg.meta.get_model(&name).await?;
+    let mut v = serde_json::to_value(model).map_err(internal)?;
+    v["aliases"] = json!(reg.meta.aliases(&name).await?);
+    v["tags"] = json!(reg.meta.tags(&name, None).await?);
+    Ok(Json(v).into_response())
 }
 
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!("internal error: {e}");
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
+}
+
+#[utoipa::path(get, path = "/api/v1/models/{name}/versions", tag = "versions", params(("name" = String, Path, description = "model name")), responses((status = 200, description = "`{versions: [numbers]}`"), (status = 401, description = "no or bad credentials", body = ErrorBody), (status = 403, description = "not permitted", body = ErrorBody)))]
 async fn list_versions(
     State(reg): State<Arc<Registry>>,
-    headers: HeaderMap,
+    caller: Caller,
     UrlPath(name): UrlPath<String>,
 ) -> ApiResult<Response> {
-    reg.require(&headers, Action::Read, Some(&name), &format!("model/{name}"))
+    reg.require(&caller, Action::Read, Some(&name), &format!("model/{name}"))
         .await?;
     Ok(Json(json!({ "versions": reg.meta.list_versions(&name).await? })).into_response())
 }
 
+#[utoipa::path(get, path = "/api/v1/models/{name}/versions/{version}", tag = "versions", params(("name" = String, Path, description = "model name"), ("version" = String, Path, description = "version number (or an alias where it says so)")), responses((status = 200, body = ModelVersion), (status = 404, body = ErrorBody), (status = 401, description = "no or bad credentials", body = ErrorBody), (status = 403, description = "not permitted", body = ErrorBody)))]
 async fn get_version(
     State(reg): State<Arc<Registry>>,
-    headers: HeaderMap,
+    caller: Caller,
     UrlPath((name, version)): UrlPath<(String, String)>,
 ) -> ApiResult<Response> {
-    reg.require(&headers, Action::Read, Some(&name), &format!("model/{name}@{version}"))
+    reg.require(&caller, Action::Read, Some(&name), &format!("model/{name}@{version}"))
         .await?;
     // A number, or an alias.
     let v = match version.parse::<u64>() {
         Ok(v) => v,
         Err(_) => reg.meta.resolve_alias(&name, &version).await?,
     };
-    Ok(Json(reg.meta.get_version(&name, v).await?).into_response())
+    let mut body = serde_json::to_value(reg.meta.get_version(&name, v).await?).map_err(internal)?;
+    body["tags"] = json!(reg.meta.tags(&name, Some(v)).await?);
+    Ok(Json(body).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+struct TagBody {
+    value: String,
+}
+
+/// Largest tag value.
+const MAX_TAG_VALUE: usize = 4096;
+
+/// `PUT|DELETE /api/v1/models/{name}/tags/{key}` and
+/// `…/versions/{version}/tags/{key}`: tags are mutable annotations (versions are not).
+async fn tag(
+    reg: &Registry,
+    caller: &Caller,
+    name: &str,
+    version: Option<&str>,
+    key: &str,
+    value: Option<String>,
+) -> ApiResult<Response> {
+    let target = match version {
+        Some(v) => format!("model/{name}@{v}#tag/{key}"),
+        None => format!("model/{name}#tag/{key}"),
+    };
+    let p = reg.require(caller, Action::Push, Some(name), &target).await?;
+    reg.meta.get_model(name).await?;
+    let version = match version {
+        None => None,
+        Some(v) => {
+            let n = v
+                .parse::<u64>()
+                .map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("{v:?} is not a version number")))?;
+            reg.meta.get_version(name, n).await?;
+            Some(n)
+        }
+    };
+    match &value {
+        Some(value) => {
+            if value.len() > MAX_TAG_VALUE {
+                return Err(ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("tag values are at most {MAX_TAG_VALUE} bytes"),
+                ));
+            }
+            reg.meta.set_tag(name, version, key, value).await?;
+            reg.audit(&p.id, "set-tag", &target, "allowed", json!({ "value": value }))
+                .await?;
+        }
+        None => {
+            reg.meta.delete_tag(name, version, key).await?;
+            reg.audit(&p.id, "delete-tag", &target, "allowed", json!({})).await?;
+        }
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[utoipa::path(put, path = "/api/v1/models/{name}/tags/{key}", tag = "tags", params(("name" = String, Path, description = "model name"), ("key" = String, Path, description = "tag key")), request_body = TagBody, responses((status = 204), (status = 401, description = "no or bad credentials", body = ErrorBody), (status = 403, description = "not permitted", body = ErrorBody)))]
+async fn set_model_tag(
+    State(reg): State<Arc<Registry>>,
+    caller: Caller,
+    UrlPath((name, key)): UrlPath<(String, String)>,
+    Json(b): Json<TagBody>,
+) -> ApiResult<Response> {
+    tag(&reg, &caller, &name, None, &key, Some(b.value)).await
+}
+
+#[utoipa::path(delete, path = "/api/v1/models/{name}/tags/{key}", tag = "tags", params(("name" = String, Path, description = "model name"), ("key" = String, Path, description = "tag key")), responses((status = 204), (status = 404, body = ErrorBody), (status = 401, description = "no or bad credentials", body = ErrorBody), (status = 403, description = "not permitted", body = ErrorBody)))]
+async fn delete_model_tag(
+    State(reg): State<Arc<Registry>>,
+    caller: Caller,
+    UrlPath((name, key)): UrlPath<(String, String)>,
+) -> ApiResult<Response> {
+    tag(&reg, &caller, &name, None, &key, None).await
+}
+
+#[utoipa::path(put, path = "/api/v1/models/{name}/versions/{version}/tags/{key}", tag = "tags", params(("name" = String, Path, description = "model name"), ("version" = String, Path, description = "version number (or an alias where it says so)"), ("key" = String, Path, description = "tag key")), request_body = TagBody, responses((status = 204), (status = 401, description = "no or bad credentials", body = ErrorBody), (status = 403, description = "not permitted", body = ErrorBody)))]
+async fn set_version_tag(
+    State(reg): State<Arc<Registry>>,
+    caller: Caller,
+    UrlPath((name, version, key)): UrlPath<(String, String, String)>,
+    Json(b): Json<TagBody>,
+) -> ApiResult<Response> {
+    tag(&reg, &caller, &name, Some(&version), &key, Some(b.value)).await
+}
+
+#[utoipa::path(delete, path = "/api/v1/models/{name}/versions/{version}/tags/{key}", tag = "tags", params(("name" = String, Path, description = "model name"), ("version" = String, Path, description = "version number (or an alias where it says so)"), ("key" = String, Path, description = "tag key")), responses((status = 204), (status = 404, body = ErrorBody), (status = 401, description = "no or bad credentials", body = ErrorBody), (status = 403, description = "not permitted", body = ErrorBody)))]
+async fn delete_version_tag(
+    State(reg): State<Arc<Registry>>,
+    caller: Caller,
+    UrlPath((name, version, key)): UrlPath<(String, String, String)>,
+) -> ApiResult<Response> {
+    tag(&reg, &caller, &name, Some(&version), &key, None).await
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
 struct NewVersion {
     files: Vec<VersionFile>,
     #[serde(default)]
@@ -396,14 +709,15 @@ fn valid_path(p: &str) -> bool {
         && !p.contains('\0')
 }
 
+#[utoipa::path(post, path = "/api/v1/models/{name}/versions", tag = "versions", params(("name" = String, Path, description = "model name")), request_body = NewVersion, responses((status = 201, body = ModelVersion), (status = 400, body = ErrorBody), (status = 409, description = "this content is already a version", body = ErrorBody), (status = 401, description = "no or bad credentials", body = ErrorBody), (status = 403, description = "not permitted", body = ErrorBody)))]
 async fn create_version(
     State(reg): State<Arc<Registry>>,
-    headers: HeaderMap,
+    caller: Caller,
     UrlPath(name): UrlPath<String>,
     Json(v): Json<NewVersion>,
 ) -> ApiResult<Response> {
     let target = format!("model/{name}");
-    let p = reg.require(&headers, Action::Push, Some(&name), &target).await?;
+    let p = reg.require(&caller, Action::Push, Some(&name), &target).await?;
     if v.files.is_empty() || v.files.len() > 100_000 {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
@@ -445,7 +759,7 @@ async fn create_version(
         .create_version(&name, &digest, &v.files, &v.lineage, &p.subject)
         .await?;
     reg.audit(
-        &p.key_id,
+        &p.id,
         "create-version",
         &format!("model/{name}@{}", created.version),
         "allowed",
@@ -455,19 +769,20 @@ async fn create_version(
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct AliasBody {
     version: u64,
 }
 
+#[utoipa::path(put, path = "/api/v1/models/{name}/aliases/{alias}", tag = "aliases", params(("name" = String, Path, description = "model name"), ("alias" = String, Path, description = "alias, e.g. production")), request_body = AliasBody, responses((status = 200, description = "promoted; an audit checkpoint is signed"), (status = 412, description = "the gate's requirements are unmet (listed)", body = ErrorBody), (status = 401, description = "no or bad credentials", body = ErrorBody), (status = 403, description = "not permitted", body = ErrorBody)))]
 async fn set_alias(
     State(reg): State<Arc<Registry>>,
-    headers: HeaderMap,
+    caller: Caller,
     UrlPath((name, alias)): UrlPath<(String, String)>,
     Json(b): Json<AliasBody>,
 ) -> ApiResult<Response> {
     let target = format!("model/{name}@{alias}");
-    let p = reg.require(&headers, Action::Promote, Some(&name), &target).await?;
+    let p = reg.require(&caller, Action::Promote, Some(&name), &target).await?;
     if let Some(policy) = reg.meta.gate(&name, &alias).await? {
         let policy = GatePolicy::parse(&policy)
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("stored gate: {e}")))?;
@@ -477,7 +792,7 @@ async fn set_alias(
         if !unmet.is_empty() {
             let _ = reg
                 .audit(
-                    &p.key_id,
+                    &p.id,
                     "promote",
                     &target,
                     "denied",
@@ -490,52 +805,48 @@ async fn set_alias(
         }
     }
     reg.meta.set_alias(&name, &alias, Some(b.version), &p.subject).await?;
-    reg.audit(
-        &p.key_id,
-        "promote",
-        &target,
-        "allowed",
-        json!({ "version": b.version }),
-    )
-    .await?;
+    reg.audit(&p.id, "promote", &target, "allowed", json!({ "version": b.version }))
+        .await?;
     reg.checkpoint().await?;
     Ok(Json(json!({ "model": name, "alias": alias, "version": b.version })).into_response())
 }
 
+#[utoipa::path(delete, path = "/api/v1/models/{name}/aliases/{alias}", tag = "aliases", params(("name" = String, Path, description = "model name"), ("alias" = String, Path, description = "alias, e.g. production")), responses((status = 204), (status = 404, body = ErrorBody), (status = 401, description = "no or bad credentials", body = ErrorBody), (status = 403, description = "not permitted", body = ErrorBody)))]
 async fn delete_alias(
     State(reg): State<Arc<Registry>>,
-    headers: HeaderMap,
+    caller: Caller,
     UrlPath((name, alias)): UrlPath<(String, String)>,
 ) -> ApiResult<Response> {
     let target = format!("model/{name}@{alias}");
-    let p = reg.require(&headers, Action::Promote, Some(&name), &target).await?;
+    let p = reg.require(&caller, Action::Promote, Some(&name), &target).await?;
     reg.meta.set_alias(&name, &alias, None, &p.subject).await?;
-    reg.audit(&p.key_id, "remove-alias", &target, "allowed", json!({}))
-        .await?;
+    reg.audit(&p.id, "remove-alias", &target, "allowed", json!({})).await?;
     reg.checkpoint().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(get, path = "/api/v1/models/{name}/aliases/{alias}", tag = "aliases", params(("name" = String, Path, description = "model name"), ("alias" = String, Path, description = "alias, e.g. production")), responses((status = 200, description = "`{model, alias, version, history: [AliasChange]}`"), (status = 404, body = ErrorBody), (status = 401, description = "no or bad credentials", body = ErrorBody), (status = 403, description = "not permitted", body = ErrorBody)))]
 async fn get_alias(
     State(reg): State<Arc<Registry>>,
-    headers: HeaderMap,
+    caller: Caller,
     UrlPath((name, alias)): UrlPath<(String, String)>,
 ) -> ApiResult<Response> {
-    reg.require(&headers, Action::Read, Some(&name), &format!("model/{name}@{alias}"))
+    reg.require(&caller, Action::Read, Some(&name), &format!("model/{name}@{alias}"))
         .await?;
     let version = reg.meta.resolve_alias(&name, &alias).await?;
     let history = reg.meta.alias_history(&name, &alias).await?;
     Ok(Json(json!({ "model": name, "alias": alias, "version": version, "history": history })).into_response())
 }
 
+#[utoipa::path(put, path = "/api/v1/blobs/{digest}", tag = "blobs", params(("digest" = String, Path, description = "SHA-256 of the plaintext, lowercase hex")), request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses((status = 201, description = "stored"), (status = 200, description = "already stored"), (status = 400, description = "the content does not hash to the name", body = ErrorBody), (status = 413, body = ErrorBody), (status = 401, description = "no or bad credentials", body = ErrorBody), (status = 403, description = "not permitted", body = ErrorBody)))]
 async fn put_blob(
     State(reg): State<Arc<Registry>>,
-    headers: HeaderMap,
+    caller: Caller,
     UrlPath(digest): UrlPath<String>,
     body: Body,
 ) -> ApiResult<Response> {
     let target = format!("blob/{digest}");
-    let p = reg.require(&headers, Action::Push, None, &target).await?;
+    let p = reg.require(&caller, Action::Push, None, &target).await?;
     if let Ok(existing) = reg.meta.get_blob(&digest).await {
         return Ok(Json(json!({ "digest": existing.digest, "size": existing.size, "existed": true })).into_response());
     }
@@ -556,13 +867,7 @@ async fn put_blob(
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             };
             let _ = reg
-                .audit(
-                    &p.key_id,
-                    "push-blob",
-                    &target,
-                    "failed",
-                    json!({ "error": e.to_string() }),
-                )
+                .audit(&p.id, "push-blob", &target, "failed", json!({ "error": e.to_string() }))
                 .await;
             return Err(ApiError(status, e.to_string()));
         }
@@ -570,9 +875,11 @@ async fn put_blob(
     let kept = reg.meta.put_blob(&rec).await?;
     if kept.file_id != rec.file_id {
         // A concurrent push of the same content won; ours is redundant.
-        let _ = std::fs::remove_file(reg.blobs.file_of(&rec));
+        if let Err(e) = reg.blobs.remove(&rec).await {
+            tracing::warn!(digest = %rec.digest, "redundant copy not removed: {e}");
+        }
     }
-    reg.audit(&p.key_id, "push-blob", &target, "allowed", json!({ "size": kept.size }))
+    reg.audit(&p.id, "push-blob", &target, "allowed", json!({ "size": kept.size }))
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -581,32 +888,28 @@ async fn put_blob(
         .into_response())
 }
 
+#[utoipa::path(get, path = "/api/v1/blobs/{digest}", tag = "blobs", params(("digest" = String, Path, description = "SHA-256 of the plaintext, lowercase hex")), responses((status = 200, description = "the verified plaintext", content_type = "application/octet-stream"), (status = 404, body = ErrorBody), (status = 500, description = "stored data failed verification (audited as tamper)", body = ErrorBody), (status = 401, description = "no or bad credentials", body = ErrorBody), (status = 403, description = "not permitted", body = ErrorBody)))]
 async fn get_blob(
     State(reg): State<Arc<Registry>>,
-    headers: HeaderMap,
+    caller: Caller,
     UrlPath(digest): UrlPath<String>,
 ) -> ApiResult<Response> {
     let target = format!("blob/{digest}");
-    let p = reg.require(&headers, Action::Read, None, &target).await?;
+    let p = reg.require(&caller, Action::Read, None, &target).await?;
     let rec = reg.meta.get_blob(&digest).await?;
-    // First pass: decrypt and verify the whole blob (nothing kept) before the first byte
-    // is sent; a failure is refused and audited as tampering.
+    // First pass: authenticate every chunk and the blob's end (AES-GCM, the digest bound
+    // as associated data) before the first byte is sent; a failure is refused and audited
+    // as tampering.
     let r2 = reg.clone();
     let rec2 = rec.clone();
-    let verified = tokio::task::spawn_blocking(move || r2.blobs.get(&rec2, &mut std::io::sink(), r2.kek.as_ref()))
+    let verified = tokio::task::spawn_blocking(move || r2.blobs.verify(&rec2, r2.kek.as_ref()))
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     match verified {
         Ok(_) => {}
         Err(e @ (BlobError::Crypto(_) | BlobError::Missing(_))) => {
             let _ = reg
-                .audit(
-                    &p.key_id,
-                    "pull-blob",
-                    &target,
-                    "tamper",
-                    json!({ "error": e.to_string() }),
-                )
+                .audit(&p.id, "pull-blob", &target, "tamper", json!({ "error": e.to_string() }))
                 .await;
             return Err(ApiError(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -616,11 +919,14 @@ async fn get_blob(
         Err(e) => return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     }
     // Second pass: decrypt again (every chunk is authenticated again) straight into the
-    // response. A blob altered between the passes fails its chunk's authentication and
-    // the response is cut short, which every client (and `palisade pull`) rejects.
+    // response, hashing the plaintext. A blob altered between the passes, or whose
+    // plaintext does not hash to its digest, cuts the response short (which every client,
+    // and `palisade pull`, rejects) and is audited as tampering.
     let size = rec.size;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(4);
     let r3 = reg.clone();
+    let handle = tokio::runtime::Handle::current();
+    let actor = p.id.clone();
     tokio::task::spawn_blocking(move || {
         let mut w = ChannelWriter { tx: tx.clone() };
         if let Err(e) = r3.blobs.get(&rec, &mut w, r3.kek.as_ref()) {
@@ -629,6 +935,15 @@ async fn get_blob(
                 return;
             }
             tracing::error!("blob {} failed during streaming: {e}", rec.digest);
+            if matches!(e, BlobError::Crypto(_)) {
+                let _ = handle.block_on(r3.audit(
+                    &actor,
+                    "pull-blob",
+                    &target,
+                    "tamper",
+                    json!({ "error": e.to_string() }),
+                ));
+            }
             let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
         }
     });
@@ -643,14 +958,16 @@ async fn get_blob(
         .into_response())
 }
 
-async fn get_checkpoint(State(reg): State<Arc<Registry>>, headers: HeaderMap) -> ApiResult<Response> {
-    reg.require(&headers, Action::Read, None, "audit/checkpoint").await?;
+#[utoipa::path(get, path = "/api/v1/audit/checkpoint", tag = "audit", responses((status = 200, description = "the latest signed checkpoint (C2SP signed note)", content_type = "text/plain"), (status = 401, description = "no or bad credentials", body = ErrorBody), (status = 403, description = "not permitted", body = ErrorBody)))]
+async fn get_checkpoint(State(reg): State<Arc<Registry>>, caller: Caller) -> ApiResult<Response> {
+    reg.require(&caller, Action::Read, None, "audit/checkpoint").await?;
     match reg.checkpoint().await? {
         Some(note) => Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response()),
         None => Err(ApiError(StatusCode::NOT_FOUND, "the audit log is empty".into())),
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/audit/key", tag = "audit", security(()), responses((status = 200, description = "the log's verifier key (`name+keyid+base64`)", content_type = "text/plain")))]
 async fn get_log_key(State(reg): State<Arc<Registry>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -665,12 +982,9 @@ struct Range {
     to: Option<u64>,
 }
 
-async fn get_events(
-    State(reg): State<Arc<Registry>>,
-    headers: HeaderMap,
-    Query(r): Query<Range>,
-) -> ApiResult<Response> {
-    reg.require(&headers, Action::ReadAudit, None, "audit/events").await?;
+#[utoipa::path(get, path = "/api/v1/audit/events", tag = "audit", params(("from" = Option<u64>, Query, description = "first seq"), ("to" = Option<u64>, Query, description = "end seq (exclusive)")), responses((status = 200, body = Vec<Event>), (status = 401, description = "no or bad credentials", body = ErrorBody), (status = 403, description = "not permitted", body = ErrorBody)))]
+async fn get_events(State(reg): State<Arc<Registry>>, caller: Caller, Query(r): Query<Range>) -> ApiResult<Response> {
+    reg.require(&caller, Action::ReadAudit, None, "audit/events").await?;
     let from = r.from.unwrap_or(0);
     let to = r.to.unwrap_or(u64::MAX >> 1).min(from.saturating_add(100_000));
     Ok(Json(reg.meta.events(from, to).await?).into_response())
@@ -683,8 +997,8 @@ struct InclusionQuery {
 }
 
 /// The leaf hashes of the first `size` events, for a proof request.
-async fn tree_prefix(reg: &Registry, headers: &HeaderMap, size: u64) -> ApiResult<Vec<merkle::Hash>> {
-    reg.require(headers, Action::Read, None, "audit/proof").await?;
+async fn tree_prefix(reg: &Registry, caller: &Caller, size: u64) -> ApiResult<Vec<merkle::Hash>> {
+    reg.require(caller, Action::Read, None, "audit/proof").await?;
     let mut leaves = reg.meta.leaves().await?;
     let n = leaves.len();
     match usize::try_from(size) {
@@ -702,12 +1016,13 @@ fn proof_response(fields: serde_json::Value, proof: &[merkle::Hash]) -> Response
     Json(body).into_response()
 }
 
+#[utoipa::path(get, path = "/api/v1/audit/proof/inclusion", tag = "audit", params(("seq" = u64, Query), ("size" = u64, Query)), responses((status = 200, description = "RFC 6962 inclusion proof (hex hashes)"), (status = 400, body = ErrorBody), (status = 401, description = "no or bad credentials", body = ErrorBody), (status = 403, description = "not permitted", body = ErrorBody)))]
 async fn inclusion_proof(
     State(reg): State<Arc<Registry>>,
-    headers: HeaderMap,
+    caller: Caller,
     Query(q): Query<InclusionQuery>,
 ) -> ApiResult<Response> {
-    let leaves = tree_prefix(&reg, &headers, q.size).await?;
+    let leaves = tree_prefix(&reg, &caller, q.size).await?;
     let proof = usize::try_from(q.seq)
         .ok()
         .and_then(|i| merkle::inclusion_proof(i, &leaves))
@@ -721,12 +1036,13 @@ struct ConsistencyQuery {
     to: u64,
 }
 
+#[utoipa::path(get, path = "/api/v1/audit/proof/consistency", tag = "audit", params(("from" = u64, Query), ("to" = u64, Query)), responses((status = 200, description = "RFC 6962 consistency proof (hex hashes)"), (status = 400, body = ErrorBody), (status = 401, description = "no or bad credentials", body = ErrorBody), (status = 403, description = "not permitted", body = ErrorBody)))]
 async fn consistency_proof(
     State(reg): State<Arc<Registry>>,
-    headers: HeaderMap,
+    caller: Caller,
     Query(q): Query<ConsistencyQuery>,
 ) -> ApiResult<Response> {
-    let leaves = tree_prefix(&reg, &headers, q.to).await?;
+    let leaves = tree_prefix(&reg, &caller, q.to).await?;
     let proof = usize::try_from(q.from)
         .ok()
         .and_then(|m| merkle::consistency_proof(m, &leaves))
@@ -734,18 +1050,15 @@ async fn consistency_proof(
     Ok(proof_response(json!({ "from": q.from, "to": q.to }), &proof))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct NewKey {
     subject: String,
     roles: Vec<String>,
 }
 
-async fn create_key(
-    State(reg): State<Arc<Registry>>,
-    headers: HeaderMap,
-    Json(k): Json<NewKey>,
-) -> ApiResult<Response> {
-    let p = reg.require(&headers, Action::ManageKeys, None, "keys").await?;
+#[utoipa::path(post, path = "/api/v1/keys", tag = "keys", request_body = NewKey, responses((status = 201, description = "`{id, token}`; the token is shown once"), (status = 401, description = "no or bad credentials", body = ErrorBody), (status = 403, description = "not permitted", body = ErrorBody)))]
+async fn create_key(State(reg): State<Arc<Registry>>, caller: Caller, Json(k): Json<NewKey>) -> ApiResult<Response> {
+    let p = reg.require(&caller, Action::ManageKeys, None, "keys").await?;
     if k.subject.is_empty()
         || k.subject.len() > 256
         || k.roles.iter().any(|r| r.is_empty() || r.contains(',') || r.len() > 200)
@@ -757,40 +1070,80 @@ async fn create_key(
     }
     let (created, token) = reg.meta.create_api_key(&k.subject, &k.roles).await?;
     reg.audit(
-        &p.key_id,
+        &p.id,
         "create-key",
-        &format!("key/{}", created.key_id),
+        &format!("key/{}", created.id),
         "allowed",
         json!({ "subject": k.subject, "roles": k.roles }),
     )
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "id": created.key_id, "token": token })),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, Json(json!({ "id": created.id, "token": token }))).into_response())
 }
 
+/// `POST /api/v1/bootstrap`: exchanges the one-time bootstrap token (as the bearer) for
+/// the first admin API key. Works once, and only while no API key exists.
+#[utoipa::path(post, path = "/api/v1/bootstrap", tag = "keys", security(("bootstrap" = [])), responses((status = 201, description = "`{id, token}`: the first admin key"), (status = 401, body = ErrorBody)))]
+async fn bootstrap(State(reg): State<Arc<Registry>>, headers: HeaderMap) -> ApiResult<Response> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let mut pending = reg.bootstrap.lock().await;
+    let ok = match (pending.as_deref(), given) {
+        (Some(digest), Some(token)) => palisade_auth::apikey::secret_matches(digest, token),
+        _ => false,
+    };
+    if !ok || reg.meta.count_api_keys().await? != 0 {
+        let _ = reg
+            .audit(
+                "anonymous",
+                "bootstrap",
+                "key/admin",
+                "denied",
+                json!({ "reason": "no pending bootstrap for this token" }),
+            )
+            .await;
+        return Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "no bootstrap is pending for this token".into(),
+        ));
+    }
+    let (created, token) = reg.meta.create_api_key("admin", &["admin".to_owned()]).await?;
+    *pending = None;
+    reg.audit(
+        &created.id,
+        "bootstrap",
+        &format!("key/{}", created.id),
+        "allowed",
+        json!({}),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "id": created.id, "token": token }))).into_response())
+}
+
+#[utoipa::path(delete, path = "/api/v1/keys/{id}", tag = "keys", params(("id" = String, Path, description = "API key id (pk_…)")), responses((status = 204), (status = 404, body = ErrorBody), (status = 401, description = "no or bad credentials", body = ErrorBody), (status = 403, description = "not permitted", body = ErrorBody)))]
 async fn revoke_key(
     State(reg): State<Arc<Registry>>,
-    headers: HeaderMap,
+    caller: Caller,
     UrlPath(id): UrlPath<String>,
 ) -> ApiResult<Response> {
-    let p = reg.require(&headers, Action::ManageKeys, None, "keys").await?;
+    let p = reg.require(&caller, Action::ManageKeys, None, "keys").await?;
     reg.meta.revoke_api_key(&id).await?;
-    reg.audit(&p.key_id, "revoke-key", &format!("key/{id}"), "allowed", json!({}))
+    reg.audit(&p.id, "revoke-key", &format!("key/{id}"), "allowed", json!({}))
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(post, path = "/api/v1/models/{name}/versions/{version}/attestations", tag = "evidence", params(("name" = String, Path, description = "model name"), ("version" = String, Path, description = "version number (or an alias where it says so)")), request_body(content = Object, description = "a Sigstore bundle v0.3 (model signature or attestation)"), responses((status = 201, description = "attached"), (status = 400, body = ErrorBody), (status = 401, description = "no or bad credentials", body = ErrorBody), (status = 403, description = "not permitted", body = ErrorBody)))]
 async fn add_attestation(
     State(reg): State<Arc<Registry>>,
-    headers: HeaderMap,
+    caller: Caller,
     UrlPath((name, version)): UrlPath<(String, u64)>,
     body: String,
 ) -> ApiResult<Response> {
     let target = format!("model/{name}@{version}");
-    let p = reg.require(&headers, Action::Push, Some(&name), &target).await?;
+    let p = reg.require(&caller, Action::Push, Some(&name), &target).await?;
     let bundle = palisade_sign::Bundle::from_json(body.as_bytes()).map_err(|e| {
         ApiError(
             StatusCode::BAD_REQUEST,
@@ -806,7 +1159,7 @@ async fn add_attestation(
         .unwrap_or_default();
     let seq = reg.meta.add_attestation(&name, version, &body, &p.subject).await?;
     reg.audit(
-        &p.key_id,
+        &p.id,
         "add-attestation",
         &target,
         "allowed",
@@ -825,12 +1178,13 @@ fn base64_payload(p: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD.decode(p.trim()).ok()
 }
 
+#[utoipa::path(get, path = "/api/v1/models/{name}/versions/{version}/attestations", tag = "evidence", params(("name" = String, Path, description = "model name"), ("version" = String, Path, description = "version number (or an alias where it says so)")), responses((status = 200, description = "the attached bundles"), (status = 401, description = "no or bad credentials", body = ErrorBody), (status = 403, description = "not permitted", body = ErrorBody)))]
 async fn list_attestations(
     State(reg): State<Arc<Registry>>,
-    headers: HeaderMap,
+    caller: Caller,
     UrlPath((name, version)): UrlPath<(String, u64)>,
 ) -> ApiResult<Response> {
-    reg.require(&headers, Action::Read, Some(&name), &format!("model/{name}@{version}"))
+    reg.require(&caller, Action::Read, Some(&name), &format!("model/{name}@{version}"))
         .await?;
     let bundles: Vec<serde_json::Value> = reg
         .meta
@@ -842,32 +1196,34 @@ async fn list_attestations(
     Ok(Json(json!({ "attestations": bundles })).into_response())
 }
 
+#[utoipa::path(put, path = "/api/v1/models/{name}/gates/{alias}", tag = "gates", params(("name" = String, Path, description = "model name"), ("alias" = String, Path, description = "alias, e.g. production")), request_body = GatePolicy, responses((status = 200, description = "set"), (status = 400, body = ErrorBody), (status = 401, description = "no or bad credentials", body = ErrorBody), (status = 403, description = "not permitted", body = ErrorBody)))]
 async fn set_gate(
     State(reg): State<Arc<Registry>>,
-    headers: HeaderMap,
+    caller: Caller,
     UrlPath((name, alias)): UrlPath<(String, String)>,
     body: String,
 ) -> ApiResult<Response> {
     let target = format!("model/{name}@{alias}/gate");
-    let p = reg.require(&headers, Action::ManageGates, Some(&name), &target).await?;
+    let p = reg.require(&caller, Action::ManageGates, Some(&name), &target).await?;
     reg.meta.get_model(&name).await?;
     let policy =
         GatePolicy::parse(&body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("gate policy: {e}")))?;
     let canonical =
         serde_json::to_string(&policy).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     reg.meta.set_gate(&name, &alias, Some(&canonical), &p.subject).await?;
-    reg.audit(&p.key_id, "set-gate", &target, "allowed", json!({ "policy": policy }))
+    reg.audit(&p.id, "set-gate", &target, "allowed", json!({ "policy": policy }))
         .await?;
     Ok(Json(policy).into_response())
 }
 
+#[utoipa::path(get, path = "/api/v1/models/{name}/gates/{alias}", tag = "gates", params(("name" = String, Path, description = "model name"), ("alias" = String, Path, description = "alias, e.g. production")), responses((status = 200, body = GatePolicy), (status = 404, body = ErrorBody), (status = 401, description = "no or bad credentials", body = ErrorBody), (status = 403, description = "not permitted", body = ErrorBody)))]
 async fn get_gate(
     State(reg): State<Arc<Registry>>,
-    headers: HeaderMap,
+    caller: Caller,
     UrlPath((name, alias)): UrlPath<(String, String)>,
 ) -> ApiResult<Response> {
     reg.require(
-        &headers,
+        &caller,
         Action::Read,
         Some(&name),
         &format!("model/{name}@{alias}/gate"),

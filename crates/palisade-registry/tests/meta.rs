@@ -176,13 +176,24 @@ async fn suite(store: Arc<MetaStore>) {
 
     // API keys: secrets are not stored; wrong or revoked secrets authenticate nobody.
     let (p, token) = store.create_api_key("ci-bot", &["publisher".into()]).await.unwrap();
-    assert_eq!(store.authenticate(&token).await.unwrap().unwrap(), p);
+    let auth = palisade_auth::Authenticator::new(Some(store.clone()), None);
+    let login = |t: String| {
+        let auth = auth.clone();
+        async move { auth.authenticate(Some(format!("Bearer {t}").as_bytes())).await }
+    };
+    assert_eq!(login(token.clone()).await.unwrap(), p);
     let (id, secret) = token.split_once('.').unwrap();
     let wrong = format!("{id}.{}", "0".repeat(secret.len()));
-    assert!(store.authenticate(&wrong).await.unwrap().is_none());
-    assert!(store.authenticate("garbage").await.unwrap().is_none());
-    store.revoke_api_key(&p.key_id).await.unwrap();
-    assert!(store.authenticate(&token).await.unwrap().is_none());
+    assert!(matches!(
+        login(wrong).await,
+        Err(palisade_auth::AuthError::InvalidApiKey)
+    ));
+    assert!(login("garbage".into()).await.is_err());
+    store.revoke_api_key(&p.id).await.unwrap();
+    assert!(matches!(
+        login(token).await,
+        Err(palisade_auth::AuthError::InvalidApiKey)
+    ));
 
     // Audit: concurrent appends get contiguous sequence numbers; the stored log verifies
     // against a signed checkpoint.

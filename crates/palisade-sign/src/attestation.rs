@@ -13,6 +13,10 @@ use crate::serialize::Manifest;
 /// docs/attestations.md.
 pub const SCAN_PREDICATE_TYPE: &str = "https://palisade.dev/attestation/scan/v1";
 
+/// Predicate type of an AI-BOM attestation: the predicate is a CycloneDX document (the
+/// type the in-toto attestation framework lists for CycloneDX BOMs).
+pub const BOM_PREDICATE_TYPE: &str = "https://cyclonedx.org/bom";
+
 /// The subject every attestation about `manifest` uses.
 pub fn subject(manifest: &Manifest) -> ResourceDescriptor {
     ResourceDescriptor::sha256(manifest.model_name.clone(), manifest.root_digest_hex())

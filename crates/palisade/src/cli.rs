@@ -95,6 +95,16 @@ pub enum Command {
     /// Point an alias (e.g. production) at a version.
     #[command(after_help = "Example:\n  palisade promote fraud-detector@3 --alias production")]
     Promote(PromoteArgs),
+    /// List a model's aliases, show one with its history, or remove one.
+    #[command(
+        after_help = "Examples:\n  palisade alias fraud-detector\n  palisade alias fraud-detector production\n  palisade alias fraud-detector staging --delete"
+    )]
+    Alias(AliasArgs),
+    /// Show, set or remove tags on a model or a version.
+    #[command(
+        after_help = "Examples:\n  palisade tag fraud-detector team=risk\n  palisade tag fraud-detector@3 validated=true --delete candidate\n  palisade tag fraud-detector@3"
+    )]
+    Tag(TagArgs),
     /// Audit-log tools: verify the log against a signed checkpoint.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -162,6 +172,32 @@ pub struct PromoteArgs {
     pub client: ClientArgs,
 }
 
+#[derive(Debug, Args)]
+pub struct AliasArgs {
+    /// The model.
+    pub name: String,
+    /// One alias (omit to list them all).
+    pub alias: Option<String>,
+    /// Remove the alias (needs the approver role; audited).
+    #[arg(long, requires = "alias")]
+    pub delete: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// NAME (a model tag) or NAME@VERSION (a version tag).
+    pub reference: String,
+    /// KEY=VALUE pairs to set (none and no --delete: list the tags).
+    pub set: Vec<String>,
+    /// A tag key to remove (repeatable).
+    #[arg(long, value_name = "KEY")]
+    pub delete: Vec<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Verify the whole audit log against a signed checkpoint, offline (--events and
@@ -215,21 +251,56 @@ pub struct KeysRotateArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// State directory (created on first run).
-    #[arg(long, env = "PALISADE_HOME", default_value = ".palisade")]
-    pub home: PathBuf,
-    /// Address to listen on.
-    #[arg(long, env = "PALISADE_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: String,
+    /// State directory (created on first run) [default: .palisade, or `serve.home`].
+    #[arg(long, env = "PALISADE_HOME")]
+    pub home: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080, or `serve.listen`].
+    #[arg(long, env = "PALISADE_LISTEN")]
+    pub listen: Option<String>,
     /// Metadata database (sqlite://PATH or postgres://…) [default: SQLite in --home].
     #[arg(long, env = "PALISADE_DATABASE_URL")]
     pub database_url: Option<String>,
-    /// Largest blob accepted (e.g. 64GiB).
-    #[arg(long, default_value = "64GiB")]
-    pub max_blob_size: String,
-    /// Seconds between audit checkpoints (one is also signed at every promotion).
-    #[arg(long, default_value_t = 60)]
-    pub checkpoint_interval: u64,
+    /// Keep blobs in an S3-compatible object store, `s3://BUCKET[/PREFIX]`, instead of
+    /// --home (or `serve.blob_store`). Credentials, region and endpoint come from the
+    /// standard AWS_* environment variables (AWS_ENDPOINT_URL and AWS_ALLOW_HTTP=true for a
+    /// local S3-compatible server). Blobs are encrypted before they leave the process.
+    #[arg(long, env = "PALISADE_BLOB_STORE", value_name = "URL")]
+    pub blob_store: Option<String>,
+    /// Largest blob accepted [default: 64GiB, or `serve.max_blob_size`].
+    #[arg(long)]
+    pub max_blob_size: Option<String>,
+    /// Seconds between audit checkpoints (one is also signed at every promotion)
+    /// [default: 60, or `serve.checkpoint_interval`].
+    #[arg(long)]
+    pub checkpoint_interval: Option<u64>,
+    /// A Cedar policy file added to the built-in role policies (repeatable; also
+    /// `auth.policy_files`). Policies are validated at start.
+    #[arg(long = "policy", value_name = "FILE")]
+    pub policies: Vec<PathBuf>,
+    /// Accept OIDC/JWT bearer tokens from this issuer (with --jwt-audience and one of
+    /// --jwks-file / --jwks-url; or `[auth.jwt]` in the config).
+    #[arg(long, env = "PALISADE_JWT_ISSUER", requires = "jwt_audience")]
+    pub jwt_issuer: Option<String>,
+    /// The audience tokens must name.
+    #[arg(long, env = "PALISADE_JWT_AUDIENCE", requires = "jwt_issuer")]
+    pub jwt_audience: Option<String>,
+    /// The issuer's JWKS document.
+    #[arg(
+        long,
+        env = "PALISADE_JWKS_FILE",
+        requires = "jwt_issuer",
+        conflicts_with = "jwks_url"
+    )]
+    pub jwks_file: Option<PathBuf>,
+    /// The issuer's JWKS URL (https, or http on loopback), refreshed hourly and when a
+    /// token names an unknown key.
+    #[arg(long, env = "PALISADE_JWKS_URL", requires = "jwt_issuer")]
+    pub jwks_url: Option<String>,
+    /// A file holding a one-time bootstrap token (≥ 32 characters). On a first start the
+    /// admin key is then not printed: `POST /api/v1/bootstrap` with the token as bearer
+    /// returns it, once. For deployments where nobody reads the server's output.
+    #[arg(long, env = "PALISADE_BOOTSTRAP_TOKEN_FILE", value_name = "FILE")]
+    pub bootstrap_token_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -398,6 +469,16 @@ pub struct BomArgs {
     /// Model version in the BOM.
     #[arg(long = "model-version", value_name = "VERSION")]
     pub model_version: Option<String>,
+    /// Also sign the BOM as an attestation about the model (predicate type
+    /// https://cyclonedx.org/bom) with --key, for the registry's BOM gate.
+    #[arg(long, requires = "key")]
+    pub attest: bool,
+    /// Private key (PEM) for --attest.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Where --attest writes the signed BOM.
+    #[arg(long, value_name = "FILE", default_value = "bom.sig")]
+    pub attestation: PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

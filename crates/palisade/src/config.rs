@@ -18,6 +18,33 @@ pub struct Config {
     /// `palisade guard` and the gateway's guardrails (docs/guard.md).
     #[serde(default)]
     pub guard: palisade_guard::GuardConfig,
+    #[serde(default)]
+    pub serve: ServeConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+}
+
+/// `[serve]`: the registry server.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    pub home: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub database_url: Option<String>,
+    pub blob_store: Option<String>,
+    pub max_blob_size: Option<String>,
+    pub checkpoint_interval: Option<u64>,
+}
+
+/// `[auth]`: who may call the servers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Cedar policy files added to the built-in role policies.
+    #[serde(default)]
+    pub policy_files: Vec<PathBuf>,
+    /// Accept OIDC/JWT bearer tokens (`[auth.jwt]`).
+    pub jwt: Option<palisade_auth::JwtConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -100,11 +127,29 @@ mod tests {
             code = "PKL003"
             path = "legacy/**"
             reason = "reviewed in SEC-123"
+
+            [serve]
+            home = "/var/lib/palisade"
+            listen = "0.0.0.0:8080"
+            max_blob_size = "8GiB"
+            checkpoint_interval = 30
+
+            [auth]
+            policy_files = ["ops.cedar"]
+
+            [auth.jwt]
+            issuer = "https://idp.example.com"
+            audience = ["palisade"]
+            jwks_url = "https://idp.example.com/jwks"
             "#,
         )
         .unwrap();
         assert_eq!(c.scan.fail_on, Some(Severity::High));
         assert_eq!(c.ignore.len(), 1);
+        assert_eq!(c.serve.checkpoint_interval, Some(30));
+        let jwt = c.auth.jwt.unwrap();
+        assert_eq!(jwt.roles_claim, "roles", "defaults fill what the file leaves out");
+        assert!(Config::parse("[auth.jwt]\nissuer = \"x\"\naudience = [\"y\"]\njwks = \"z\"\n").is_err());
     }
 
     #[test]

@@ -197,3 +197,56 @@ fn findings_become_vulnerabilities_and_datasets_data_components() {
     let b = bom(&[&model, Path::new("--no-scan")]);
     assert!(b.get("vulnerabilities").is_none());
 }
+
+/// `bom --attest` signs the same BOM it prints as an attestation about the model, which
+/// `verify-attestation` accepts for the model and refuses for another.
+#[test]
+fn bom_attestation_is_signed_and_about_the_model() {
+    let t = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .current_dir(t.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(run(&["keygen", "--output", "release"]).status.success());
+    let model = fixture("formats/benign/hf_repo_safetensors");
+    let out = run(&[
+        "bom",
+        model.to_str().unwrap(),
+        "--attest",
+        "--key",
+        "release.key",
+        "--attestation",
+        "bom.sig",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bundle: Value = serde_json::from_slice(&std::fs::read(t.path().join("bom.sig")).unwrap()).unwrap();
+    use base64::Engine as _;
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(bundle["dsseEnvelope"]["payload"].as_str().unwrap())
+        .unwrap();
+    let statement: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(statement["predicateType"], "https://cyclonedx.org/bom");
+    assert_eq!(statement["predicate"], printed, "the attested BOM is the printed one");
+    let verify = |m: &Path| {
+        run(&[
+            "verify-attestation",
+            "bom.sig",
+            "--key",
+            "release.pub",
+            "--predicate-type",
+            "https://cyclonedx.org/bom",
+            "--model",
+            m.to_str().unwrap(),
+        ])
+        .status
+        .code()
+    };
+    assert_eq!(verify(&model), Some(0));
+    assert_eq!(verify(&fixture("formats/benign/onnx_matmul_add.onnx")), Some(1));
+    let out = run(&["bom", model.to_str().unwrap(), "--attest"]);
+    assert_eq!(out.status.code(), Some(2), "--attest needs --key");
+}

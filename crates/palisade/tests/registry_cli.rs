@@ -106,6 +106,60 @@ fn push_promote_pull_audit_and_rotate() {
     assert!(text(&o).contains("403"), "{}", text(&o));
     let o = cli(&["promote", "tiny@1", "--alias", "production"], &addr, &approver, d);
     assert!(o.status.success(), "{}", text(&o));
+    let o = cli(&["promote", "tiny@1", "--alias", "staging"], &addr, &approver, d);
+    assert!(o.status.success(), "{}", text(&o));
+
+    // Aliases: list, show with history, remove (approver only).
+    let o = cli(&["alias", "tiny"], &addr, &reader, d);
+    assert_eq!(
+        text(&o).lines().filter(|l| l.contains("-> version 1")).count(),
+        2,
+        "{}",
+        text(&o)
+    );
+    let o = cli(&["alias", "tiny", "production"], &addr, &reader, d);
+    assert!(text(&o).contains("tiny@production -> version 1"), "{}", text(&o));
+    assert!(
+        text(&o).contains("version 1  by rm"),
+        "history names who promoted: {}",
+        text(&o)
+    );
+    let o = cli(&["alias", "tiny", "staging", "--delete"], &addr, &reader, d);
+    assert_eq!(o.status.code(), Some(2), "a reader cannot remove aliases: {}", text(&o));
+    let o = cli(&["alias", "tiny", "staging", "--delete"], &addr, &approver, d);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = cli(&["alias", "tiny"], &addr, &reader, d);
+    assert!(!text(&o).contains("staging"), "{}", text(&o));
+
+    // Tags on the model and on a version; readers see them, only publishers change them.
+    let o = cli(&["tag", "tiny", "team=risk", "tier=1"], &addr, &publisher, d);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = cli(
+        &["tag", "tiny@1", "validated=yes", "candidate=true"],
+        &addr,
+        &publisher,
+        d,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = cli(&["tag", "tiny@1", "--delete", "candidate"], &addr, &publisher, d);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = cli(&["tag", "tiny"], &addr, &reader, d);
+    assert_eq!(
+        text(&o).lines().filter(|l| *l == "team=risk" || *l == "tier=1").count(),
+        2,
+        "{}",
+        text(&o)
+    );
+    let o = cli(&["tag", "tiny@1"], &addr, &reader, d);
+    assert!(
+        text(&o).contains("validated=yes") && !text(&o).contains("candidate"),
+        "{}",
+        text(&o)
+    );
+    let o = cli(&["tag", "tiny", "team=other"], &addr, &reader, d);
+    assert_eq!(o.status.code(), Some(2), "a reader cannot tag: {}", text(&o));
+    let o = cli(&["tag", "tiny@7", "x=y"], &addr, &publisher, d);
+    assert!(text(&o).contains("404"), "no such version: {}", text(&o));
 
     let o = cli(&["pull", "tiny@production", "-o", "pulled"], &addr, &reader, d);
     assert!(o.status.success(), "{}", text(&o));

@@ -67,6 +67,27 @@ pub fn run(args: BomArgs) -> Result<u8> {
         timestamp: palisade_core::time::now_rfc3339(),
     };
     let doc = bom::build(&input);
+    if args.attest {
+        if let Some(key_path) = &args.key {
+            let signer = palisade_sign::model::Signer {
+                key: super::sign::load_signing_key(key_path)?,
+                certificates: Vec::new(),
+            };
+            let bundle = palisade_sign::attestation::attest(
+                &manifest,
+                palisade_sign::attestation::BOM_PREDICATE_TYPE,
+                doc.clone(),
+                &signer,
+            )?;
+            std::fs::write(&args.attestation, bundle.to_json())
+                .with_context(|| format!("cannot write {}", args.attestation.display()))?;
+            eprintln!(
+                "signed AI-BOM attestation for sha256:{} written to {}",
+                manifest.root_digest_hex(),
+                args.attestation.display()
+            );
+        }
+    }
     let mut text = serde_json::to_vec_pretty(&doc)?;
     text.push(b'\n');
     match &args.output {

@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
 use super::sign::hash_with_progress;
-use crate::cli::{AuditVerifyArgs, ClientArgs, KeysCreateArgs, PromoteArgs, PullArgs, PushArgs, VersionsArgs};
+use crate::cli::{
+    AliasArgs, AuditVerifyArgs, ClientArgs, KeysCreateArgs, PromoteArgs, PullArgs, PushArgs, TagArgs, VersionsArgs,
+};
 use crate::{EXIT_CLEAN, EXIT_FINDINGS};
 
 struct Client {
@@ -50,6 +52,7 @@ impl Client {
         let auth = self.auth()?;
         let resp = match method {
             "GET" => self.agent.get(&url).header("Authorization", &auth).call(),
+            "DELETE" => self.agent.delete(&url).header("Authorization", &auth).call(),
             "PUT" => self
                 .agent
                 .put(&url)
@@ -281,6 +284,82 @@ pub fn promote(args: PromoteArgs) -> Result<u8> {
         &[200],
     )?;
     println!("{name}@{} -> version {version}", args.alias);
+    Ok(EXIT_CLEAN)
+}
+
+/// `palisade tag NAME[@VERSION] KEY=VALUE… [--delete KEY]…`
+pub fn tag(args: TagArgs) -> Result<u8> {
+    let c = Client::new(&args.client);
+    let (name, version) = match args.reference.split_once('@') {
+        Some((n, v)) => (n, Some(v)),
+        None => (args.reference.as_str(), None),
+    };
+    let base = match version {
+        Some(v) => format!("/api/v1/models/{name}/versions/{v}/tags"),
+        None => format!("/api/v1/models/{name}/tags"),
+    };
+    if args.set.is_empty() && args.delete.is_empty() {
+        let path = match version {
+            Some(v) => format!("/api/v1/models/{name}/versions/{v}"),
+            None => format!("/api/v1/models/{name}"),
+        };
+        let v = c.expect("GET", &path, None, &[200])?;
+        for (k, val) in v["tags"].as_object().cloned().unwrap_or_default() {
+            println!("{k}={}", val.as_str().unwrap_or_default());
+        }
+        return Ok(EXIT_CLEAN);
+    }
+    for kv in &args.set {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| anyhow!("expected KEY=VALUE, got {kv:?}"))?;
+        c.expect("PUT", &format!("{base}/{k}"), Some(json!({ "value": v })), &[204])?;
+        println!("{}: {k}={v}", args.reference);
+    }
+    for k in &args.delete {
+        c.expect("DELETE", &format!("{base}/{k}"), None, &[204])?;
+        println!("{}: {k} removed", args.reference);
+    }
+    Ok(EXIT_CLEAN)
+}
+
+/// `palisade alias NAME [ALIAS] [--delete]`: list a model's aliases, show one with its
+/// history, or remove it (`promote` sets them).
+pub fn alias(args: AliasArgs) -> Result<u8> {
+    let c = Client::new(&args.client);
+    let name = &args.name;
+    match &args.alias {
+        None => {
+            let v = c.expect("GET", &format!("/api/v1/models/{name}"), None, &[200])?;
+            for (alias, version) in v["aliases"].as_object().cloned().unwrap_or_default() {
+                println!("{name}@{alias} -> version {version}");
+            }
+        }
+        Some(alias) if args.delete => {
+            c.expect(
+                "DELETE",
+                &format!("/api/v1/models/{name}/aliases/{alias}"),
+                None,
+                &[200, 204],
+            )?;
+            println!("{name}@{alias} removed");
+        }
+        Some(alias) => {
+            let v = c.expect("GET", &format!("/api/v1/models/{name}/aliases/{alias}"), None, &[200])?;
+            println!("{name}@{alias} -> version {}", v["version"]);
+            for h in v["history"].as_array().cloned().unwrap_or_default() {
+                let to = match h["version"].as_u64() {
+                    Some(n) => format!("version {n}"),
+                    None => "removed".to_owned(),
+                };
+                println!(
+                    "  {}  {to}  by {}",
+                    h["changed_at"].as_str().unwrap_or("?"),
+                    h["changed_by"].as_str().unwrap_or("?")
+                );
+            }
+        }
+    }
     Ok(EXIT_CLEAN)
 }
 

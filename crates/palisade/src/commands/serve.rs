@@ -1,40 +1,96 @@
 //! `palisade serve`: the registry API.
 
+use std::path::{Path, PathBuf};
+
 use anyhow::{Context, Result};
+use palisade_auth::JwtConfig;
+use palisade_registry::server::Options;
 
 use crate::cli::ServeArgs;
+use crate::config::Config;
 use crate::units::parse_size;
 use crate::EXIT_CLEAN;
 
-pub fn run(args: ServeArgs) -> Result<u8> {
-    let max_blob = parse_size(&args.max_blob_size)
+pub fn run(args: ServeArgs, config_path: Option<&Path>) -> Result<u8> {
+    let (config, _) = Config::load(config_path)?;
+    let home = args
+        .home
+        .or(config.serve.home)
+        .unwrap_or_else(|| PathBuf::from(".palisade"));
+    let listen = args
+        .listen
+        .or(config.serve.listen)
+        .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+    let max_blob = args
+        .max_blob_size
+        .or(config.serve.max_blob_size)
+        .unwrap_or_else(|| "64GiB".to_owned());
+    let max_blob = parse_size(&max_blob)
         .map_err(anyhow::Error::msg)
         .context("--max-blob-size")?;
+    let checkpoint_interval = args
+        .checkpoint_interval
+        .or(config.serve.checkpoint_interval)
+        .unwrap_or(60);
+    let mut policy_files = config.auth.policy_files;
+    policy_files.extend(args.policies);
+    let jwt = match args.jwt_issuer {
+        Some(issuer) => {
+            let mut c = JwtConfig::new(&issuer, args.jwt_audience.as_deref().unwrap_or_default());
+            c.jwks_file = args.jwks_file;
+            c.jwks_url = args.jwks_url;
+            Some(c)
+        }
+        None => config.auth.jwt,
+    };
+    let bootstrap_token = match &args.bootstrap_token_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read the bootstrap token file {}", f.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let options = Options {
+        database_url: args.database_url.or(config.serve.database_url),
+        max_blob,
+        jwt,
+        policy_files,
+        bootstrap_token,
+        blob_store: args.blob_store.or(config.serve.blob_store),
+        blob_store_options: aws_options(),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let opened = palisade_registry::server::open(&args.home, args.database_url.as_deref(), max_blob)
+        let accepts_jwt = options.jwt.is_some();
+        let opened = palisade_registry::server::open(&home, options)
             .await
-            .with_context(|| format!("cannot open {}", args.home.display()))?;
+            .with_context(|| format!("cannot open {}", home.display()))?;
+        if accepts_jwt {
+            eprintln!("accepting OIDC/JWT bearer tokens as well as API keys");
+        }
         if let Some(token) = &opened.first_admin_token {
             println!(
                 "First start: created {} with an admin API key. It is shown once; store it now:",
-                args.home.display()
+                home.display()
             );
             println!("  PALISADE_TOKEN={token}");
         }
-        let listener = tokio::net::TcpListener::bind(&args.listen)
+        let listener = tokio::net::TcpListener::bind(&listen)
             .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
+            .with_context(|| format!("cannot listen on {listen}"))?;
         eprintln!(
-            "palisade registry listening on http://{} (state in {})",
+            "palisade registry listening on http://{} (state in {}, blobs in {})",
             listener.local_addr()?,
-            args.home.display()
+            home.display(),
+            opened.registry.blobs.location()
         );
         let registry = opened.registry.clone();
-        let interval = std::time::Duration::from_secs(args.checkpoint_interval.max(1));
+        let interval = std::time::Duration::from_secs(checkpoint_interval.max(1));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             loop {
@@ -53,6 +109,23 @@ pub fn run(args: ServeArgs) -> Result<u8> {
         opened.registry.checkpoint().await.context("final audit checkpoint")?;
         Ok(EXIT_CLEAN)
     })
+}
+
+/// object_store's S3 options from the standard AWS environment variables
+/// (`AWS_ACCESS_KEY_ID` → `aws_access_key_id`, `AWS_ENDPOINT_URL` → `aws_endpoint`, …).
+fn aws_options() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("AWS_"))
+        .map(|(k, v)| {
+            let key = match k.as_str() {
+                "AWS_ENDPOINT_URL" | "AWS_ENDPOINT_URL_S3" => "aws_endpoint".to_owned(),
+                "AWS_DEFAULT_REGION" => "aws_region".to_owned(),
+                _ => k.to_ascii_lowercase(),
+            };
+            (key, v)
+        })
+        .filter(|(k, _)| k.parse::<object_store::aws::AmazonS3ConfigKey>().is_ok())
+        .collect()
 }
 
 async fn shutdown() {

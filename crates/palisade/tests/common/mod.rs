@@ -14,9 +14,23 @@ pub fn start(
     String,
     Result<String, std::thread::JoinHandle<String>>,
 ) {
+    start_with(home, first, &[])
+}
+
+/// [`start`] with more `serve` arguments.
+pub fn start_with(
+    home: &std::path::Path,
+    first: bool,
+    extra: &[&str],
+) -> (
+    std::process::Child,
+    String,
+    Result<String, std::thread::JoinHandle<String>>,
+) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
         .args(["serve", "--listen", "127.0.0.1:0", "--home"])
         .arg(home)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -58,6 +72,27 @@ pub fn status(url: &str, token: Option<&str>) -> u16 {
         r = r.header("Authorization", format!("Bearer {t}"));
     }
     r.call().unwrap().status().as_u16()
+}
+
+/// A request's status and JSON body.
+pub fn call(method: &str, url: &str, token: Option<&str>, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut req = ureq::http::Request::builder().method(method).uri(url);
+    if let Some(t) = token {
+        req = req.header("Authorization", format!("Bearer {t}"));
+    }
+    let resp = match body {
+        Some(b) => agent.run(
+            req.header("Content-Type", "application/json")
+                .body(b.to_string())
+                .unwrap(),
+        ),
+        None => agent.run(req.body(()).unwrap()),
+    }
+    .unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.into_body().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
 }
 
 pub fn stop(child: &mut std::process::Child) -> i32 {
