@@ -29,8 +29,32 @@ pub struct Statement {
     pub subject: Vec<ResourceDescriptor>,
     #[serde(rename = "predicateType")]
     pub predicate_type: String,
-    #[serde(default)]
+    /// Serialized with object keys sorted at every depth, whatever order the value was
+    /// built in (and whether or not serde_json's `preserve_order` is on somewhere in the
+    /// build): the signed bytes must not depend on feature unification.
+    #[serde(default, serialize_with = "serialize_sorted")]
     pub predicate: serde_json::Value,
+}
+
+/// A copy of `v` whose objects list their keys in sorted order at every depth.
+pub fn sorted_json(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let mut out = serde_json::Map::new();
+            for k in keys {
+                out.insert(k.clone(), sorted_json(&m[k]));
+            }
+            serde_json::Value::Object(out)
+        }
+        serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(sorted_json).collect()),
+        other => other.clone(),
+    }
+}
+
+fn serialize_sorted<S: serde::Serializer>(v: &serde_json::Value, s: S) -> Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(&sorted_json(v), s)
 }
 
 impl Statement {
@@ -209,6 +233,24 @@ pub fn parse_statement(payload_type: &str, payload: &[u8], predicate_type: &str)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The signed statement's bytes do not depend on the order a predicate was built in.
+    #[test]
+    fn predicates_serialize_with_sorted_keys() {
+        let mut a = serde_json::Map::new();
+        a.insert("zeta".into(), serde_json::json!(1));
+        a.insert("alpha".into(), serde_json::json!({ "y": 1, "b": [{ "d": 1, "c": 2 }] }));
+        let st = Statement::new(
+            ResourceDescriptor::sha256("m", "00"),
+            "https://example.test/p",
+            serde_json::Value::Object(a),
+        );
+        let text = String::from_utf8(serde_json::to_vec(&st).unwrap()).unwrap();
+        assert!(
+            text.ends_with(r#""predicate":{"alpha":{"b":[{"c":2,"d":1}],"y":1},"zeta":1}}"#),
+            "{text}"
+        );
+    }
 
     /// The DSSE spec's worked example: payload type `http://example.com/HelloWorld`,
     /// payload `hello world`.

@@ -172,12 +172,12 @@ pub fn verify_entry(entry: &serde_json::Value, logs: &[LogKey], payload: &[u8]) 
         .ok_or_else(|| bad("no signed entry timestamp (inclusionPromise); entries with only an inclusion proof are not checked offline"))?;
     let set = B64.decode(set).map_err(|_| bad("signedEntryTimestamp is not base64"))?;
     // What Rekor signs: the canonical JSON (sorted keys, no spaces) of these four fields.
-    let message = serde_json::to_vec(&serde_json::json!({
+    let message = serde_json::to_vec(&palisade_core::attest::sorted_json(&serde_json::json!({
         "body": body,
         "integratedTime": time,
         "logID": hex::encode(&log_id),
         "logIndex": index,
-    }))
+    })))
     .map_err(|e| TrustError::Entry(e.to_string()))?;
     use palisade_core::attest::DsseVerifier as _;
     log.key
