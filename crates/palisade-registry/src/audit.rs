@@ -108,6 +108,8 @@ pub enum AuditError {
     Short { checkpoint: u64, log: u64 },
     #[error("consistency proof from {old} to {new} events does not verify: the log was rewritten")]
     Inconsistent { old: u64, new: u64 },
+    #[error("inclusion proof of event {seq} in the log of {size} events does not verify")]
+    NotIncluded { seq: u64, size: u64 },
 }
 
 impl LogSigner {
@@ -269,6 +271,19 @@ pub fn verify_log(events: &[Event], note: &str, verifier: &LogVerifier) -> Resul
         });
     }
     Ok(cp)
+}
+
+/// Checks that `event` is in the log a checkpoint signs, at its `seq`, with an RFC 6962
+/// inclusion proof (`GET /api/v1/audit/proof/inclusion?seq&size` with the checkpoint's size).
+pub fn verify_included(event: &Event, cp: &Checkpoint, proof: &[Hash]) -> Result<(), AuditError> {
+    if event.seq < cp.size && merkle::verify_inclusion(event.seq, cp.size, &event.leaf_hash(), proof, &cp.root) {
+        Ok(())
+    } else {
+        Err(AuditError::NotIncluded {
+            seq: event.seq,
+            size: cp.size,
+        })
+    }
 }
 
 /// Checks that the log of a newer checkpoint extends the log of an older one.

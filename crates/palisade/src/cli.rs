@@ -215,8 +215,19 @@ pub struct AuditVerifyArgs {
     #[arg(long, requires = "checkpoint")]
     pub events: Option<PathBuf>,
     /// A signed checkpoint note from GET /api/v1/audit/checkpoint.
-    #[arg(long, requires = "events")]
+    #[arg(long)]
     pub checkpoint: Option<PathBuf>,
+    /// One exported event to prove included (with --proof from
+    /// /api/v1/audit/proof/inclusion?seq=SEQ&size=SIZE and --checkpoint of that size).
+    #[arg(long, requires_all = ["proof", "checkpoint"], conflicts_with_all = ["events", "old_checkpoint"])]
+    pub event: Option<PathBuf>,
+    /// An older checkpoint the one given with --checkpoint must extend (with --proof from
+    /// /api/v1/audit/proof/consistency?from=OLD&to=NEW).
+    #[arg(long, requires_all = ["proof", "checkpoint"], conflicts_with = "events")]
+    pub old_checkpoint: Option<PathBuf>,
+    /// A proof JSON (`hashes` in hex) for --event or --old-checkpoint.
+    #[arg(long)]
+    pub proof: Option<PathBuf>,
     #[command(flatten)]
     pub client: ClientArgs,
 }

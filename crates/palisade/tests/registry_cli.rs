@@ -106,6 +106,19 @@ fn push_promote_pull_audit_and_rotate() {
     assert!(text(&o).contains("403"), "{}", text(&o));
     let o = cli(&["promote", "tiny@1", "--alias", "production"], &addr, &approver, d);
     assert!(o.status.success(), "{}", text(&o));
+    let agent0: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let fetch = |path: &str| {
+        agent0
+            .get(&format!("{addr}{path}"))
+            .header("Authorization", format!("Bearer {admin}"))
+            .call()
+            .unwrap()
+            .into_body()
+            .read_to_string()
+            .unwrap()
+    };
+    // The checkpoint signed at this promotion; a later one must extend it.
+    let old_checkpoint = fetch("/api/v1/audit/checkpoint");
     let o = cli(&["promote", "tiny@1", "--alias", "staging"], &addr, &approver, d);
     assert!(o.status.success(), "{}", text(&o));
 
@@ -228,6 +241,49 @@ fn push_promote_pull_audit_and_rotate() {
         d,
     );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+
+    // Offline proofs: one event's inclusion under the latest checkpoint, and that the
+    // latest checkpoint extends the one signed at the first promotion.
+    let size_of = |note: &str| note.lines().nth(1).unwrap().parse::<u64>().unwrap();
+    let (old_size, new_size) = (size_of(&old_checkpoint), size_of(&checkpoint));
+    assert!(old_size < new_size);
+    let all: Vec<serde_json::Value> = serde_json::from_str(&events).unwrap();
+    let seq = 3;
+    std::fs::write(d.join("event.json"), all[seq].to_string()).unwrap();
+    std::fs::write(
+        d.join("incl.json"),
+        fetch(&format!("/api/v1/audit/proof/inclusion?seq={seq}&size={new_size}")),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("cons.json"),
+        fetch(&format!(
+            "/api/v1/audit/proof/consistency?from={old_size}&to={new_size}"
+        )),
+    )
+    .unwrap();
+    std::fs::write(d.join("old-cp.txt"), &old_checkpoint).unwrap();
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["audit", "verify", "--key", vkey.trim(), "--checkpoint", "cp.txt"];
+        args.extend_from_slice(extra);
+        cli(&args, &addr, "", d)
+    };
+    let o = verify(&["--event", "event.json", "--proof", "incl.json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = verify(&["--old-checkpoint", "old-cp.txt", "--proof", "cons.json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let mut edited = all[seq].clone();
+    edited["actor"] = "someone-else".into();
+    std::fs::write(d.join("event.json"), edited.to_string()).unwrap();
+    let o = verify(&["--event", "event.json", "--proof", "incl.json"]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "an edited event is not in the log: {}",
+        text(&o)
+    );
+    let o = verify(&["--old-checkpoint", "old-cp.txt", "--proof", "incl.json"]);
+    assert_eq!(o.status.code(), Some(1), "a wrong proof does not verify: {}", text(&o));
 
     // Rotate the key-encryption key with the server stopped; pulls still work after.
     assert_eq!(stop(&mut server), 0);
