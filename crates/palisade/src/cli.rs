@@ -119,10 +119,10 @@ pub enum Command {
 /// Where the registry is and who you are.
 #[derive(Debug, Args)]
 pub struct ClientArgs {
-    /// Registry URL.
-    #[arg(long, env = "PALISADE_SERVER", default_value = "http://127.0.0.1:8080")]
-    pub server: String,
-    /// API key.
+    /// Registry URL [default: `client.server` in the config, else http://127.0.0.1:8080].
+    #[arg(long, env = "PALISADE_SERVER")]
+    pub server: Option<String>,
+    /// API key or OIDC token [default: the file `client.token_file` names].
     #[arg(long, env = "PALISADE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 }

@@ -22,6 +22,31 @@ pub struct Config {
     pub serve: ServeConfig,
     #[serde(default)]
     pub auth: AuthConfig,
+    #[serde(default)]
+    pub client: ClientConfig,
+}
+
+/// `[client]`: where the registry commands (`push`, `pull`, …) connect.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// Registry URL.
+    pub server: Option<String>,
+    /// A file holding the API key or token (never the key itself in the config file).
+    pub token_file: Option<PathBuf>,
+}
+
+/// The `--config` given on the command line, for commands that load the config lazily.
+static EXPLICIT: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+
+/// Records the command line's `--config` (once, at start).
+pub fn set_explicit(path: Option<PathBuf>) {
+    let _ = EXPLICIT.set(path);
+}
+
+/// The config named on the command line, or the default one.
+pub fn load_global() -> Result<Config> {
+    Config::load(EXPLICIT.get().and_then(|p| p.as_deref())).map(|(c, _)| c)
 }
 
 /// `[serve]`: the registry server.

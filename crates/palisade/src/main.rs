@@ -20,6 +20,7 @@ pub const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    config::set_explicit(cli.config.clone());
     init_tracing(cli.verbose, cli.log_json);
     let result = match cli.command {
         Command::Scan(args) => commands::scan::run(args, cli.config.as_deref()),

@@ -100,6 +100,23 @@ fn push_promote_pull_audit_and_rotate() {
 
     let o = cli(&["versions", "tiny"], &addr, &reader, d);
     assert!(text(&o).contains("tiny@1"), "{}", text(&o));
+    // The same from `[client]` in the config file (server, and the token in a file).
+    let cfg_dir = d.join("cfg");
+    std::fs::create_dir_all(&cfg_dir).unwrap();
+    std::fs::write(cfg_dir.join("reader.token"), format!("{reader}\n")).unwrap();
+    std::fs::write(
+        cfg_dir.join("palisade.toml"),
+        format!("[client]\nserver = \"{addr}\"\ntoken_file = \"reader.token\"\n"),
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["versions", "tiny"])
+        .env_remove("PALISADE_SERVER")
+        .env_remove("PALISADE_TOKEN")
+        .current_dir(&cfg_dir)
+        .output()
+        .unwrap();
+    assert!(text(&o).contains("tiny@1"), "config-file client: {}", text(&o));
 
     let o = cli(&["promote", "tiny@1", "--alias", "production"], &addr, &publisher, d);
     assert_eq!(o.status.code(), Some(2));

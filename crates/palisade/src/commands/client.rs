@@ -22,7 +22,30 @@ struct Client {
 }
 
 impl Client {
-    fn new(c: &ClientArgs) -> Self {
+    /// Flags and environment first, then `[client]` in the config file, then defaults.
+    fn new(c: &ClientArgs) -> Result<Self> {
+        let (server, token) = match (&c.server, &c.token) {
+            (Some(s), Some(t)) => (s.clone(), Some(t.clone())),
+            _ => {
+                let config = crate::config::load_global()?.client;
+                let server = c
+                    .server
+                    .clone()
+                    .or(config.server)
+                    .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
+                let token = match (&c.token, &config.token_file) {
+                    (Some(t), _) => Some(t.clone()),
+                    (None, Some(f)) => Some(
+                        std::fs::read_to_string(f)
+                            .with_context(|| format!("cannot read client.token_file {}", f.display()))?
+                            .trim()
+                            .to_owned(),
+                    ),
+                    (None, None) => None,
+                };
+                (server, token)
+            }
+        };
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(std::time::Duration::from_secs(10)))
@@ -31,11 +54,11 @@ impl Client {
             .timeout_recv_response(Some(std::time::Duration::from_secs(300)))
             .build()
             .into();
-        Client {
-            base: c.server.trim_end_matches('/').to_owned(),
-            token: c.token.clone(),
+        Ok(Client {
+            base: server.trim_end_matches('/').to_owned(),
+            token,
             agent,
-        }
+        })
     }
 
     fn auth(&self) -> Result<String> {
@@ -91,7 +114,7 @@ fn split_ref(r: &str) -> Result<(&str, &str)> {
 }
 
 pub fn push(args: PushArgs) -> Result<u8> {
-    let c = Client::new(&args.client);
+    let c = Client::new(&args.client)?;
     let manifest = hash_with_progress(&args.model, &HashConfig::default(), false)?;
     let (status, v) = c.json("POST", "/api/v1/models", Some(json!({ "name": args.name })))?;
     if status != 201 && status != 409 {
@@ -147,7 +170,7 @@ fn safe_relative(p: &str) -> bool {
 }
 
 pub fn pull(args: PullArgs) -> Result<u8> {
-    let c = Client::new(&args.client);
+    let c = Client::new(&args.client)?;
     let (name, version) = split_ref(&args.reference)?;
     let v = c.expect(
         "GET",
@@ -249,7 +272,7 @@ pub fn pull(args: PullArgs) -> Result<u8> {
 }
 
 pub fn versions(args: VersionsArgs) -> Result<u8> {
-    let c = Client::new(&args.client);
+    let c = Client::new(&args.client)?;
     let v = c.expect("GET", &format!("/api/v1/models/{}/versions", args.name), None, &[200])?;
     for n in v["versions"].as_array().cloned().unwrap_or_default() {
         let d = c.expect(
@@ -272,7 +295,7 @@ pub fn versions(args: VersionsArgs) -> Result<u8> {
 }
 
 pub fn promote(args: PromoteArgs) -> Result<u8> {
-    let c = Client::new(&args.client);
+    let c = Client::new(&args.client)?;
     let (name, version) = split_ref(&args.reference)?;
     let version: u64 = version
         .parse()
@@ -289,7 +312,7 @@ pub fn promote(args: PromoteArgs) -> Result<u8> {
 
 /// `palisade tag NAME[@VERSION] KEY=VALUE… [--delete KEY]…`
 pub fn tag(args: TagArgs) -> Result<u8> {
-    let c = Client::new(&args.client);
+    let c = Client::new(&args.client)?;
     let (name, version) = match args.reference.split_once('@') {
         Some((n, v)) => (n, Some(v)),
         None => (args.reference.as_str(), None),
@@ -326,7 +349,7 @@ pub fn tag(args: TagArgs) -> Result<u8> {
 /// `palisade alias NAME [ALIAS] [--delete]`: list a model's aliases, show one with its
 /// history, or remove it (`promote` sets them).
 pub fn alias(args: AliasArgs) -> Result<u8> {
-    let c = Client::new(&args.client);
+    let c = Client::new(&args.client)?;
     let name = &args.name;
     match &args.alias {
         None => {
@@ -364,7 +387,7 @@ pub fn alias(args: AliasArgs) -> Result<u8> {
 }
 
 pub fn keys_create(args: KeysCreateArgs) -> Result<u8> {
-    let c = Client::new(&args.client);
+    let c = Client::new(&args.client)?;
     let v = c.expect(
         "POST",
         "/api/v1/keys",
@@ -452,7 +475,7 @@ pub fn audit_verify(args: AuditVerifyArgs) -> Result<u8> {
             std::fs::read_to_string(cp).with_context(|| format!("cannot read {}", cp.display()))?,
         ),
         _ => {
-            let c = Client::new(&args.client);
+            let c = Client::new(&args.client)?;
             let note = match c.json("GET", "/api/v1/audit/checkpoint", None)? {
                 (200, Value::String(s)) => s,
                 (status, v) => bail!("checkpoint: HTTP {status}: {v}"),
