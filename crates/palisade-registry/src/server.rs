@@ -29,6 +29,11 @@ use palisade_auth::{Authenticator, JwtConfig, Policy, Principal, Resource};
 /// Shortest bootstrap token accepted.
 pub const MIN_BOOTSTRAP: usize = 32;
 
+/// Longest a metadata request may take.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Default for how long a request body may go without sending a byte.
+pub const BODY_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Largest JSON request body.
 const MAX_JSON: usize = 1 << 20;
 /// Default largest blob.
@@ -41,6 +46,7 @@ pub struct Registry {
     pub log: LogSigner,
     pub auth: Authenticator,
     pub policy: Policy,
+    body_idle: std::time::Duration,
     /// SHA-256 of the one-time bootstrap token while no API key exists yet.
     bootstrap: tokio::sync::Mutex<Option<String>>,
     checkpoint_lock: tokio::sync::Mutex<()>,
@@ -62,6 +68,8 @@ pub struct Options {
     pub blob_store: Option<String>,
     /// Object-store options (`aws_endpoint`, `aws_region`, credentials, …).
     pub blob_store_options: Vec<(String, String)>,
+    /// A request body that sends nothing for this long is cut off.
+    pub body_idle: std::time::Duration,
 }
 
 impl Default for Options {
@@ -74,6 +82,7 @@ impl Default for Options {
             bootstrap_token: None,
             blob_store: None,
             blob_store_options: Vec::new(),
+            body_idle: BODY_IDLE,
         }
     }
 }
@@ -180,6 +189,7 @@ pub async fn open(home: &Path, options: Options) -> Result<Opened, OpenError> {
         auth,
         policy,
         bootstrap: tokio::sync::Mutex::new(bootstrap),
+        body_idle: options.body_idle,
         checkpoint_lock: tokio::sync::Mutex::new(()),
     });
     Ok(Opened {
@@ -477,8 +487,14 @@ fn api_router() -> OpenApiRouter<Arc<Registry>> {
         .routes(routes!(bootstrap))
         .routes(routes!(create_key))
         .routes(routes!(revoke_key))
-        .merge(blobs)
         .merge(crate::mlflow::routes())
+        // Metadata requests finish in bounded time (blob transfers take as long as their
+        // size needs, guarded by the idle body timeout instead).
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .merge(blobs)
 }
 
 /// The OpenAPI 3.1 document of the registry API, as served at `/openapi.json`.
@@ -491,9 +507,12 @@ pub fn router(reg: Arc<Registry>) -> Router {
     let api = Arc::new(api);
     routes
         .route("/openapi.json", get(move || async move { Json(api.as_ref().clone()) }))
-        // Outermost first: the body limit, then authentication, then the route.
+        // Outermost first: a request body that stalls for BODY_IDLE is cut off (slow or
+        // stuck uploads do not hold a worker forever), the body limit, then
+        // authentication, then the route.
         .route_layer(axum::middleware::from_fn_with_state(reg.clone(), authenticate_layer))
         .layer(DefaultBodyLimit::max(MAX_JSON))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(reg.body_idle))
         .with_state(reg)
 }
 

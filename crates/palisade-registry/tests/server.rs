@@ -898,3 +898,56 @@ fn s3_blob_store_end_to_end() {
     let events: Vec<Event> = serde_json::from_slice(&events).unwrap();
     assert!(events.iter().any(|e| e.outcome == "tamper"), "and audited");
 }
+
+/// An upload that stops sending is cut off after the idle timeout: an error answer, no
+/// blob, no temporary file left behind.
+#[test]
+fn a_stalled_upload_is_cut_off() {
+    use std::io::{Read as _, Write as _};
+    let home = tempfile::tempdir().unwrap();
+    let (s, admin) = start_with(
+        home.path(),
+        palisade_registry::server::Options {
+            max_blob: 1 << 30,
+            body_idle: std::time::Duration::from_secs(1),
+            ..Default::default()
+        },
+    );
+    let admin = admin.unwrap();
+    let host = s.base.trim_start_matches("http://").to_owned();
+    let digest = "cd".repeat(32);
+    let mut sock = std::net::TcpStream::connect(&host).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    write!(
+        sock,
+        "PUT /api/v1/blobs/{digest} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {admin}\r\nContent-Length: {}\r\n\r\n",
+        1 << 20
+    )
+    .unwrap();
+    sock.write_all(&[1u8; 1024]).unwrap();
+    // Then nothing: the server must answer (with an error) on its own.
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = sock.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+        if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    let head = String::from_utf8_lossy(&answer).to_string();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "no answer in time"
+    );
+    let status: u16 = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    assert!(status >= 400, "the stalled upload is refused: {head:?}");
+    assert_eq!(get(&s, &format!("/api/v1/blobs/{digest}"), Some(&admin)).0, 404);
+    assert!(
+        walk(&home.path().join("store/tmp")).is_empty(),
+        "no temporary file left"
+    );
+}

@@ -60,6 +60,7 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> Result<u8> {
         bootstrap_token,
         blob_store: args.blob_store.or(config.serve.blob_store),
         blob_store_options: aws_options(),
+        ..Options::default()
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
