@@ -99,10 +99,56 @@ fn get(s: &Server, path: &str, token: Option<&str>) -> (u16, Vec<u8>) {
     call("GET", &format!("{}{path}", s.base), token, None)
 }
 
+/// A fresh PostgreSQL schema on the machine's server (`PALISADE_TEST_POSTGRES`), as a
+/// database URL; unreachable is a failure, not a skip.
+fn postgres_url() -> String {
+    let base =
+        std::env::var("PALISADE_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let schema = format!(
+        "palisade_srv_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        sqlx::any::install_default_drivers();
+        let admin = sqlx::AnyPool::connect(&base)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {base} is not reachable ({e}); run `bash .ci/services.sh`"));
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&admin)
+            .await
+            .unwrap();
+    });
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-c%20search_path%3D{schema}")
+}
+
 #[test]
 fn registry_end_to_end() {
+    registry_end_to_end_on(None);
+}
+
+/// The same end-to-end run with the metadata in PostgreSQL.
+#[test]
+fn registry_end_to_end_on_postgres() {
+    registry_end_to_end_on(Some(postgres_url()));
+}
+
+fn registry_end_to_end_on(database_url: Option<String>) {
     let home = tempfile::tempdir().unwrap();
-    let (s, admin) = start(home.path());
+    let options = || palisade_registry::server::Options {
+        max_blob: 1 << 30,
+        database_url: database_url.clone(),
+        ..Default::default()
+    };
+    let (s, admin) = start_with(home.path(), options());
     let admin = admin.expect("the first start prints an admin key");
 
     // Health needs nothing; everything else needs a valid key.
@@ -294,9 +340,30 @@ fn registry_end_to_end() {
 
     // A restart keeps everything and prints no new admin key.
     drop(s);
-    let (s2, again) = start(home.path());
+    let (s2, again) = start_with(home.path(), options());
     assert!(again.is_none());
     assert_eq!(get(&s2, "/api/v1/models/fraud", Some(&reader)).0, 200);
+    drop(s2);
+    if let Some(url) = database_url {
+        drop_schema(&url);
+    }
+}
+
+/// Drops the schema a [`postgres_url`] created.
+fn drop_schema(url: &str) {
+    let schema = url.rsplit("search_path%3D").next().unwrap().to_owned();
+    let base = url.split(['?', '&']).next().unwrap().to_owned();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let admin = sqlx::AnyPool::connect(&base).await.unwrap();
+        sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+            .execute(&admin)
+            .await
+            .unwrap();
+    });
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
