@@ -10,7 +10,12 @@ use palisade_sign::{SigningKey, VerifyingKey};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(b) = Bundle::from_json(data) {
-        for c in b.verification_material.x509_certificate_chain.iter().flat_map(|c| &c.certificates) {
+        for c in b
+            .verification_material
+            .x509_certificate_chain
+            .iter()
+            .flat_map(|c| &c.certificates)
+        {
             if let Ok(der) = c.der() {
                 let _ = Cert::from_der(&der).map(|c| (c.identities(), c.oidc_issuer(), c.public_key()));
             }
