@@ -242,8 +242,7 @@ impl JwtVerifier {
 
     /// The principal a valid token names.
     pub async fn verify(&self, token: &str) -> Result<Principal, JwtError> {
-        let alg = self.header_alg(token)?;
-        let kid = jsonwebtoken::decode_header(token).map_err(|_| JwtError::Malformed)?.kid;
+        let (alg, kid) = self.header(token)?;
         if self.current().fetched.elapsed() >= Duration::from_secs(self.config.jwks_refresh_secs) {
             self.maybe_refresh(false).await;
         }
@@ -289,8 +288,9 @@ impl JwtVerifier {
         Err(last)
     }
 
-    /// The header's `alg`, checked against the allowlist before anything else is parsed.
-    fn header_alg(&self, token: &str) -> Result<Algorithm, JwtError> {
+    /// The header's `alg` (checked against the allowlist before anything else is parsed)
+    /// and `kid`.
+    fn header(&self, token: &str) -> Result<(Algorithm, Option<String>), JwtError> {
         let mut parts = token.split('.');
         let (Some(header), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(JwtError::Malformed);
@@ -304,7 +304,12 @@ impl JwtVerifier {
         if !self.allowed.contains(&alg) {
             return Err(JwtError::Algorithm(name.to_owned()));
         }
-        Ok(alg)
+        let kid = match header.get("kid") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(k)) => Some(k.clone()),
+            Some(_) => return Err(JwtError::Malformed),
+        };
+        Ok((alg, kid))
     }
 
     fn principal(&self, claims: &serde_json::Map<String, serde_json::Value>) -> Result<Principal, JwtError> {

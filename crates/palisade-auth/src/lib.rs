@@ -78,6 +78,22 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Largest credential accepted (API key or JWT), in bytes.
 pub const DEFAULT_MAX_CREDENTIAL: usize = 8 * 1024;
 
+/// The credential of an `Authorization: Bearer …` header value (scheme case-insensitive),
+/// refused when absent, malformed or longer than `max` bytes.
+pub fn bearer(authorization: Option<&[u8]>, max: usize) -> Result<&str, AuthError> {
+    let raw = authorization.ok_or(AuthError::Missing)?;
+    if raw.len() > max + "Bearer ".len() {
+        return Err(AuthError::TooLarge(max));
+    }
+    let value = std::str::from_utf8(raw).map_err(|_| AuthError::Malformed)?;
+    let (scheme, credential) = value.trim().split_once(' ').ok_or(AuthError::Malformed)?;
+    let credential = credential.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || credential.is_empty() {
+        return Err(AuthError::Malformed);
+    }
+    Ok(credential)
+}
+
 /// Authenticates requests from their `Authorization` header.
 #[derive(Clone)]
 pub struct Authenticator {
@@ -95,26 +111,9 @@ impl Authenticator {
         }
     }
 
-    /// Whether bearer tokens are accepted.
-    pub fn accepts_jwt(&self) -> bool {
-        self.jwt.is_some()
-    }
-
     /// The principal behind an `Authorization` header value (`None`: no header).
     pub async fn authenticate(&self, authorization: Option<&[u8]>) -> Result<Principal, AuthError> {
-        let raw = authorization.ok_or(AuthError::Missing)?;
-        if raw.len() > self.max_credential + 7 {
-            return Err(AuthError::TooLarge(self.max_credential));
-        }
-        let value = std::str::from_utf8(raw).map_err(|_| AuthError::Malformed)?;
-        let (scheme, credential) = value.trim().split_once(' ').ok_or(AuthError::Malformed)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(AuthError::Malformed);
-        }
-        let credential = credential.trim();
-        if credential.is_empty() {
-            return Err(AuthError::Malformed);
-        }
+        let credential = bearer(authorization, self.max_credential)?;
         if let Some((id, secret)) = apikey::parse(credential) {
             let Some(store) = &self.keys else {
                 return Err(AuthError::InvalidApiKey);

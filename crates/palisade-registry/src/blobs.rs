@@ -383,16 +383,6 @@ impl BlobStore {
     pub fn file_of(&self, record: &BlobRecord) -> PathBuf {
         self.path(&record.digest, &record.file_id)
     }
-
-    /// The object-store key of a record (for tests and repair tools).
-    pub fn object_key(&self, record: &BlobRecord) -> Option<String> {
-        match &self.backend {
-            Backend::Local => None,
-            Backend::Object { prefix, .. } => {
-                Some(Self::object_path(prefix, &record.digest, &record.file_id).to_string())
-            }
-        }
-    }
 }
 
 /// Uploads a staged file in parts; a failed upload is aborted (no partial object).

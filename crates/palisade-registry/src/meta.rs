@@ -845,17 +845,8 @@ impl MetaStore {
         })
     }
 
-    pub async fn save_checkpoint(&self, size: u64, note: &str) -> Result<(), MetaError> {
-        sqlx::query("INSERT INTO audit_checkpoints (size, note) VALUES ($1, $2) ON CONFLICT (size) DO NOTHING")
-            .bind(i(size))
-            .bind(note)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     /// Stores a checkpoint with the tree's frontier, so the next one only reads newer leaves.
-    pub async fn save_checkpoint_with_frontier(&self, note: &str, frontier: &Frontier) -> Result<(), MetaError> {
+    pub async fn save_checkpoint(&self, note: &str, frontier: &Frontier) -> Result<(), MetaError> {
         let nodes: Vec<String> = frontier.nodes().iter().map(hex::encode).collect();
         sqlx::query(
             "INSERT INTO audit_checkpoints (size, note, frontier) VALUES ($1, $2, $3) ON CONFLICT (size) DO NOTHING",
@@ -895,7 +886,8 @@ impl MetaStore {
         Ok(Some((size, note, frontier)))
     }
 
-    /// The stored leaf hashes of events `from..to`, checked against the events.
+    /// The leaf hashes of events `from..to`, recomputed from the stored events (the
+    /// stored hash column is not trusted).
     pub async fn leaf_hashes(&self, from: u64, to: u64) -> Result<Vec<Hash>, MetaError> {
         Ok(self.events(from, to).await?.iter().map(Event::leaf_hash).collect())
     }
@@ -907,13 +899,6 @@ impl MetaStore {
             .await?
             .try_get(0)?;
         Ok(u(n))
-    }
-
-    pub async fn checkpoints(&self) -> Result<Vec<(u64, String)>, MetaError> {
-        let rows = sqlx::query("SELECT size, note FROM audit_checkpoints ORDER BY size")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(|r| Ok((u(r.try_get(0)?), r.try_get(1)?))).collect()
     }
 }
 

@@ -306,12 +306,17 @@ fn page(q: &SearchQuery, default: usize, limit: usize) -> Result<(usize, usize)>
     Ok((offset, max))
 }
 
-fn paged(items: Vec<Value>, offset: usize, max: usize, key: &str) -> Value {
-    let total = items.len();
-    let page: Vec<Value> = items.into_iter().skip(offset).take(max).collect();
-    let mut body = json!({ key: page });
-    if offset + max < total {
-        body["next_page_token"] = json!((offset + max).to_string());
+/// The page of `matches` at `offset` and the token of the next page, if any. Only the page
+/// is turned into JSON (each item costs queries), never everything that matched.
+fn paged<T>(matches: Vec<T>, offset: usize, max: usize) -> (Vec<T>, Option<String>) {
+    let next = (offset.saturating_add(max) < matches.len()).then(|| (offset + max).to_string());
+    (matches.into_iter().skip(offset).take(max).collect(), next)
+}
+
+fn page_body(key: &str, items: Vec<Value>, next: Option<String>) -> Value {
+    let mut body = json!({ key: items });
+    if let Some(token) = next {
+        body["next_page_token"] = json!(token);
     }
     body
 }
@@ -341,7 +346,7 @@ async fn search_registered_models(
 ) -> Result<Response> {
     let filter = parse_filter(q.filter.as_deref())?;
     let (offset, max) = page(&q, 100, MAX_MODELS)?;
-    let mut out = Vec::new();
+    let mut matches = Vec::new();
     for m in reg.meta.list_models().await? {
         if !reg.allowed(&caller.0, Action::Read, Some(&m.name)).allowed {
             continue;
@@ -352,10 +357,15 @@ async fn search_registered_models(
             Default::default()
         };
         if filter.matches(&m.name, &tags) {
-            out.push(model_json(&reg, &m).await?);
+            matches.push(m);
         }
     }
-    Ok(Json(paged(out, offset, max, "registered_models")).into_response())
+    let (items, next) = paged(matches, offset, max);
+    let mut out = Vec::with_capacity(items.len());
+    for m in &items {
+        out.push(model_json(&reg, m).await?);
+    }
+    Ok(Json(page_body("registered_models", out, next)).into_response())
 }
 
 #[utoipa::path(get, path = "/api/2.0/mlflow/model-versions/get", tag = "mlflow", params(VersionQuery), responses((status = 200, description = "`{model_version}`"), (status = 404, description = "`{error_code: RESOURCE_DOES_NOT_EXIST}`")))]
@@ -383,7 +393,7 @@ async fn search_model_versions(
 ) -> Result<Response> {
     let filter = parse_filter(q.filter.as_deref())?;
     let (offset, max) = page(&q, MAX_VERSIONS, MAX_VERSIONS)?;
-    let mut out = Vec::new();
+    let mut matches = Vec::new();
     for m in reg.meta.list_models().await? {
         if !reg.allowed(&caller.0, Action::Read, Some(&m.name)).allowed {
             continue;
@@ -395,12 +405,17 @@ async fn search_model_versions(
                 Default::default()
             };
             if filter.matches(&m.name, &tags) {
-                let v = reg.meta.get_version(&m.name, n).await?;
-                out.push(version_json(&reg, &v).await?);
+                matches.push((m.name.clone(), n));
             }
         }
     }
-    Ok(Json(paged(out, offset, max, "model_versions")).into_response())
+    let (items, next) = paged(matches, offset, max);
+    let mut out = Vec::with_capacity(items.len());
+    for (name, n) in &items {
+        let v = reg.meta.get_version(name, *n).await?;
+        out.push(version_json(&reg, &v).await?);
+    }
+    Ok(Json(page_body("model_versions", out, next)).into_response())
 }
 
 #[utoipa::path(get, path = "/api/2.0/mlflow/registered-models/alias", tag = "mlflow", params(AliasQuery), responses((status = 200, description = "`{model_version}` the alias points at"), (status = 404, description = "`{error_code: RESOURCE_DOES_NOT_EXIST}`")))]

@@ -304,7 +304,7 @@ impl Registry {
             }
         }
         let note = self.log.checkpoint(frontier.size(), &frontier.root());
-        self.meta.save_checkpoint_with_frontier(&note, &frontier).await?;
+        self.meta.save_checkpoint(&note, &frontier).await?;
         Ok(Some(note))
     }
 
@@ -1104,11 +1104,11 @@ async fn create_key(State(reg): State<Arc<Registry>>, caller: Caller, Json(k): J
 /// the first admin API key. Works once, and only while no API key exists.
 #[utoipa::path(post, path = "/api/v1/bootstrap", tag = "keys", security(("bootstrap" = [])), responses((status = 201, description = "`{id, token}`: the first admin key"), (status = 401, body = ErrorBody)))]
 async fn bootstrap(State(reg): State<Arc<Registry>>, headers: HeaderMap) -> ApiResult<Response> {
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+    let given = palisade_auth::bearer(
+        headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
+        palisade_auth::DEFAULT_MAX_CREDENTIAL,
+    )
+    .ok();
     let mut pending = reg.bootstrap.lock().await;
     let ok = match (pending.as_deref(), given) {
         (Some(digest), Some(token)) => palisade_auth::apikey::secret_matches(digest, token),

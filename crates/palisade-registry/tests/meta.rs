@@ -212,10 +212,12 @@ async fn suite(store: Arc<MetaStore>) {
     assert_eq!(seqs, (0..10).collect::<Vec<u64>>());
     let signer = LogSigner::generate("palisade.test/registry");
     let leaves = store.leaves().await.unwrap();
-    let note = signer.checkpoint(leaves.len() as u64, &merkle::root(&leaves));
-    store.save_checkpoint(leaves.len() as u64, &note).await.unwrap();
-    let (size, stored) = store.checkpoints().await.unwrap().pop().unwrap();
+    let frontier = merkle::Frontier::from_leaves(&leaves);
+    let note = signer.checkpoint(frontier.size(), &frontier.root());
+    store.save_checkpoint(&note, &frontier).await.unwrap();
+    let (size, stored, kept) = store.last_checkpoint().await.unwrap().unwrap();
     assert_eq!(size, 10);
+    assert_eq!(kept, Some(frontier), "the frontier round-trips through the store");
     let events = store.events(0, 10).await.unwrap();
     audit::verify_log(&events, &stored, &signer.verifier()).unwrap();
 }
