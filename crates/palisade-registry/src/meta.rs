@@ -187,6 +187,22 @@ pub struct AliasChange {
 #[derive(Clone)]
 pub struct MetaStore {
     pool: AnyPool,
+    /// PostgreSQL runs writers concurrently; SQLite has one connection (see `connect`).
+    postgres: bool,
+}
+
+/// A 64-bit advisory-lock key for a named sequence (`"versions"`, model name…).
+fn lock_key(parts: &[&str]) -> i64 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    let d = h.finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    i64::from_be_bytes(b)
 }
 
 fn now() -> String {
@@ -228,6 +244,20 @@ fn i(v: u64) -> i64 {
 }
 
 impl MetaStore {
+    /// Serialises the writers of one sequence (`MAX(n) + 1` numbering) until `tx` ends.
+    /// PostgreSQL takes a transaction-scoped advisory lock: after it, a `READ COMMITTED`
+    /// read sees every committed number, so two transactions never pick the same one.
+    /// SQLite needs nothing: it has one connection, so transactions never interleave.
+    async fn serialize(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, parts: &[&str]) -> Result<(), MetaError> {
+        if self.postgres {
+            sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)")
+                .bind(lock_key(parts))
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Connects (`sqlite://PATH` or `postgres://…`) and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Self, MetaError> {
         sqlx::any::install_default_drivers();
@@ -239,7 +269,8 @@ impl MetaStore {
         // SQLite serialises writers; one connection avoids "database is locked" under load.
         let max = if url.starts_with("sqlite:") { 1 } else { 8 };
         let pool = AnyPoolOptions::new().max_connections(max).connect(&url).await?;
-        let store = MetaStore { pool };
+        let postgres = !url.starts_with("sqlite:");
+        let store = MetaStore { pool, postgres };
         store.migrate().await?;
         Ok(store)
     }
@@ -395,46 +426,42 @@ impl MetaStore {
     ) -> Result<ModelVersion, MetaError> {
         self.get_model(model).await?;
         let lineage_json = serde_json::to_string(lineage).map_err(|e| MetaError::Corrupt(e.to_string()))?;
-        for attempt in 0..5 {
-            let mut tx = self.pool.begin().await?;
-            let next: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE model = $1")
-                .bind(model)
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get(0)?;
-            let created_at = now();
-            let r = sqlx::query(
-                "INSERT INTO model_versions (model, version, digest, lineage, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
+        let mut tx = self.pool.begin().await?;
+        self.serialize(&mut tx, &["versions", model]).await?;
+        let next: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE model = $1")
             .bind(model)
-            .bind(next)
-            .bind(digest)
-            .bind(&lineage_json)
-            .bind(&created_at)
-            .bind(actor)
-            .execute(&mut *tx)
-            .await;
-            match r {
-                Ok(_) => {}
-                Err(e) if is_unique_violation(&e) => {
-                    drop(tx);
-                    if let Some(existing) = self.version_by_digest(model, digest).await? {
-                        return Err(MetaError::Conflict(format!(
-                            "{model} version {} with digest {digest}",
-                            existing.version
-                        )));
-                    }
-                    if attempt < 4 {
-                        continue; // a concurrent push took the number; try the next one
-                    }
-                    return Err(e.into());
-                }
-                Err(e) => return Err(e.into()),
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        let created_at = now();
+        let r = sqlx::query(
+            "INSERT INTO model_versions (model, version, digest, lineage, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(model)
+        .bind(next)
+        .bind(digest)
+        .bind(&lineage_json)
+        .bind(&created_at)
+        .bind(actor)
+        .execute(&mut *tx)
+        .await;
+        match r {
+            Ok(_) => {}
+            // The number is ours (serialised above), so a unique violation is the digest.
+            Err(e) if is_unique_violation(&e) => {
+                drop(tx);
+                return match self.version_by_digest(model, digest).await? {
+                    Some(existing) => Err(MetaError::Conflict(format!(
+                        "{model} version {} with digest {digest}",
+                        existing.version
+                    ))),
+                    None => Err(e.into()),
+                };
             }
-            for f in files {
-                sqlx::query(
-                    "INSERT INTO version_files (model, version, path, digest, size) VALUES ($1, $2, $3, $4, $5)",
-                )
+            Err(e) => return Err(e.into()),
+        }
+        for f in files {
+            sqlx::query("INSERT INTO version_files (model, version, path, digest, size) VALUES ($1, $2, $3, $4, $5)")
                 .bind(model)
                 .bind(next)
                 .bind(&f.path)
@@ -442,19 +469,17 @@ impl MetaStore {
                 .bind(i(f.size))
                 .execute(&mut *tx)
                 .await?;
-            }
-            tx.commit().await?;
-            return Ok(ModelVersion {
-                model: model.to_owned(),
-                version: u(next),
-                digest: digest.to_owned(),
-                files: files.to_vec(),
-                lineage: lineage.clone(),
-                created_at,
-                created_by: actor.to_owned(),
-            });
         }
-        Err(MetaError::Conflict(format!("{model}: too many concurrent versions")))
+        tx.commit().await?;
+        Ok(ModelVersion {
+            model: model.to_owned(),
+            version: u(next),
+            digest: digest.to_owned(),
+            files: files.to_vec(),
+            lineage: lineage.clone(),
+            created_at,
+            created_by: actor.to_owned(),
+        })
     }
 
     async fn version_by_digest(&self, model: &str, digest: &str) -> Result<Option<ModelVersion>, MetaError> {
@@ -528,6 +553,7 @@ impl MetaStore {
         }
         let at = now();
         let mut tx = self.pool.begin().await?;
+        self.serialize(&mut tx, &["alias", model, alias]).await?;
         sqlx::query("DELETE FROM aliases WHERE model = $1 AND alias = $2")
             .bind(model)
             .bind(alias)
@@ -710,31 +736,49 @@ impl MetaStore {
 
     /// Appends an event (its `seq` is assigned here) and returns it.
     pub async fn append_event(&self, mut event: Event) -> Result<Event, MetaError> {
-        for _ in 0..20 {
-            let mut tx = self.pool.begin().await?;
-            let next: i64 = sqlx::query("SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_events")
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get(0)?;
+        let mut tx = self.pool.begin().await?;
+        self.serialize(&mut tx, &["audit"]).await?;
+        let next: i64 = sqlx::query("SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_events")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        event.seq = u(next);
+        sqlx::query("INSERT INTO audit_events (seq, event, leaf_hash) VALUES ($1, $2, $3)")
+            .bind(next)
+            .bind(String::from_utf8_lossy(&event.canonical()).into_owned())
+            .bind(hex::encode(event.leaf_hash()))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(event)
+    }
+
+    /// Appends several events in one transaction, in order (their `seq`s are assigned
+    /// here).
+    pub async fn append_events(&self, events: Vec<Event>) -> Result<Vec<Event>, MetaError> {
+        if events.is_empty() {
+            return Ok(events);
+        }
+        let mut tx = self.pool.begin().await?;
+        self.serialize(&mut tx, &["audit"]).await?;
+        let mut next: i64 = sqlx::query("SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_events")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        let mut out = Vec::with_capacity(events.len());
+        for mut event in events {
             event.seq = u(next);
-            let r = sqlx::query("INSERT INTO audit_events (seq, event, leaf_hash) VALUES ($1, $2, $3)")
+            sqlx::query("INSERT INTO audit_events (seq, event, leaf_hash) VALUES ($1, $2, $3)")
                 .bind(next)
                 .bind(String::from_utf8_lossy(&event.canonical()).into_owned())
                 .bind(hex::encode(event.leaf_hash()))
                 .execute(&mut *tx)
-                .await;
-            match r {
-                Ok(_) => {
-                    tx.commit().await?;
-                    return Ok(event);
-                }
-                Err(e) if is_unique_violation(&e) => continue,
-                Err(e) => return Err(e.into()),
-            }
+                .await?;
+            next += 1;
+            out.push(event);
         }
-        Err(MetaError::Conflict(
-            "audit sequence number (too much contention)".into(),
-        ))
+        tx.commit().await?;
+        Ok(out)
     }
 
     /// Events `[from, to)` in order.
@@ -772,34 +816,26 @@ impl MetaStore {
         actor: &str,
     ) -> Result<u64, MetaError> {
         self.get_version(model, version).await?;
-        for _ in 0..10 {
-            let mut tx = self.pool.begin().await?;
-            let seq: i64 =
-                sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 FROM attestations WHERE model = $1 AND version = $2")
-                    .bind(model)
-                    .bind(i(version))
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .try_get(0)?;
-            let r = sqlx::query("INSERT INTO attestations (model, version, seq, bundle, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6)")
-                .bind(model)
-                .bind(i(version))
-                .bind(seq)
-                .bind(bundle)
-                .bind(now())
-                .bind(actor)
-                .execute(&mut *tx)
-                .await;
-            match r {
-                Ok(_) => {
-                    tx.commit().await?;
-                    return Ok(u(seq));
-                }
-                Err(e) if is_unique_violation(&e) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(MetaError::Conflict("attestation number".into()))
+        let mut tx = self.pool.begin().await?;
+        let v = version.to_string();
+        self.serialize(&mut tx, &["attestations", model, &v]).await?;
+        let seq: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 FROM attestations WHERE model = $1 AND version = $2")
+            .bind(model)
+            .bind(i(version))
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        sqlx::query("INSERT INTO attestations (model, version, seq, bundle, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(model)
+            .bind(i(version))
+            .bind(seq)
+            .bind(bundle)
+            .bind(now())
+            .bind(actor)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(u(seq))
     }
 
     pub async fn attestations(&self, model: &str, version: u64) -> Result<Vec<String>, MetaError> {

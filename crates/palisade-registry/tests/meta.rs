@@ -91,9 +91,10 @@ async fn suite(store: Arc<MetaStore>) {
     let got = store.get_version("fraud-detector", 1).await.unwrap();
     assert_eq!((got.files, got.lineage), (files.clone(), lineage.clone()));
 
-    // Concurrent pushes get distinct, gap-free numbers.
+    // Concurrent pushes get distinct, gap-free numbers (PostgreSQL runs these on eight
+    // connections at once: a regression test for two of them taking the same number).
     let mut tasks = Vec::new();
-    for k in 0..6 {
+    for k in 0..24 {
         let s = store.clone();
         let files = files.clone();
         tasks.push(tokio::spawn(async move {
@@ -114,10 +115,10 @@ async fn suite(store: Arc<MetaStore>) {
         numbers.push(t.await.unwrap());
     }
     numbers.sort_unstable();
-    assert_eq!(numbers, (2..=7).collect::<Vec<u64>>());
+    assert_eq!(numbers, (2..=25).collect::<Vec<u64>>());
     assert_eq!(
         store.list_versions("fraud-detector").await.unwrap(),
-        (1..=7).collect::<Vec<u64>>()
+        (1..=25).collect::<Vec<u64>>()
     );
 
     // Aliases with history.
@@ -197,28 +198,40 @@ async fn suite(store: Arc<MetaStore>) {
 
     // Audit: concurrent appends get contiguous sequence numbers; the stored log verifies
     // against a signed checkpoint.
+    // Single appends race with batches (the gateway's refusal writer).
     let mut tasks = Vec::new();
-    for k in 0..10 {
+    for k in 0..30 {
         let s = store.clone();
         tasks.push(tokio::spawn(async move {
-            s.append_event(event(&format!("push-{k}"))).await.unwrap().seq
+            vec![s.append_event(event(&format!("push-{k}"))).await.unwrap().seq]
+        }));
+    }
+    for b in 0..2 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let batch = (0..5).map(|k| event(&format!("batch-{b}-{k}"))).collect();
+            let got = s.append_events(batch).await.unwrap();
+            let seqs: Vec<u64> = got.iter().map(|e| e.seq).collect();
+            // A batch is contiguous and in order.
+            assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+            seqs
         }));
     }
     let mut seqs = Vec::new();
     for t in tasks {
-        seqs.push(t.await.unwrap());
+        seqs.extend(t.await.unwrap());
     }
     seqs.sort_unstable();
-    assert_eq!(seqs, (0..10).collect::<Vec<u64>>());
+    assert_eq!(seqs, (0..40).collect::<Vec<u64>>());
     let signer = LogSigner::generate("palisade.test/registry");
     let leaves = store.leaves().await.unwrap();
     let frontier = merkle::Frontier::from_leaves(&leaves);
     let note = signer.checkpoint(frontier.size(), &frontier.root());
     store.save_checkpoint(&note, &frontier).await.unwrap();
     let (size, stored, kept) = store.last_checkpoint().await.unwrap().unwrap();
-    assert_eq!(size, 10);
+    assert_eq!(size, 40);
     assert_eq!(kept, Some(frontier), "the frontier round-trips through the store");
-    let events = store.events(0, 10).await.unwrap();
+    let events = store.events(0, 40).await.unwrap();
     audit::verify_log(&events, &stored, &signer.verifier()).unwrap();
 }
 
