@@ -170,9 +170,11 @@ impl Policy {
             Resource::Registry => None,
             Resource::Model(m) => Some(m),
         };
+        // `team:<name>` entries are memberships (rate-limit scopes), not roles.
         let roles: HashSet<&str> = p
             .roles
             .iter()
+            .filter(|r| !r.starts_with("team:"))
             .filter_map(|r| match r.split_once(':') {
                 None => Some(r.as_str()),
                 Some((role, scope)) => (Some(scope) == model).then_some(role),

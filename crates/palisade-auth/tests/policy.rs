@@ -100,7 +100,7 @@ fn operator_policies_extend_and_forbid_overrides() {
         when { context.roles.contains("auditor") };
     "#;
     let policy = Policy::with_sources(&[("ops.cedar".into(), extra.into())]).unwrap();
-    assert_eq!(policy.len(), 6);
+    assert_eq!(policy.len(), Policy::builtin().unwrap().len() + 2);
     let d = policy.decide(&who(&["admin"]), "promote", Resource::Model("payments"));
     assert!(!d.allowed, "forbid beats the admin permit");
     assert_eq!(d.policies, ["ops.cedar:payments-sso-only"]);
@@ -142,5 +142,31 @@ fn invalid_policies_are_errors_at_load() {
         assert!(err.is_err(), "{name} accepted");
         let msg = err.err().unwrap().to_string();
         assert!(msg.contains("ops.cedar"), "{name}: the message names the file: {msg}");
+    }
+}
+
+#[test]
+fn gateway_roles_call_deploy_and_watch() {
+    let policy = Policy::builtin().unwrap();
+    let table: &[(&[&str], &str, Option<&str>, bool)] = &[
+        (&["invoker"], "infer", Some("iris"), true),
+        (&["invoker:iris"], "infer", Some("iris"), true),
+        (&["invoker:iris"], "infer", Some("chat"), false),
+        (&["reader"], "infer", Some("iris"), false),
+        (&["publisher"], "infer", Some("iris"), false),
+        (&["invoker"], "deploy", Some("iris"), false),
+        (&["approver"], "deploy", Some("iris"), true),
+        (&["approver:chat"], "deploy", Some("iris"), false),
+        (&["monitor"], "read-metrics", None, true),
+        (&["invoker"], "read-metrics", None, false),
+        (&["admin"], "deploy", Some("iris"), true),
+        // A team membership is not a role, even where it names a model.
+        (&["team:iris"], "infer", Some("iris"), false),
+        (&["team:invoker"], "infer", Some("invoker"), false),
+    ];
+    for (roles, action, model, want) in table {
+        let resource = model.map_or(Resource::Registry, Resource::Model);
+        let d = policy.decide(&who(roles), action, resource);
+        assert_eq!(d.allowed, *want, "{roles:?} {action} {model:?}: {d:?}");
     }
 }

@@ -819,12 +819,13 @@ impl MetaStore {
         let mut tx = self.pool.begin().await?;
         let v = version.to_string();
         self.serialize(&mut tx, &["attestations", model, &v]).await?;
-        let seq: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 FROM attestations WHERE model = $1 AND version = $2")
-            .bind(model)
-            .bind(i(version))
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
+        let seq: i64 =
+            sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 FROM attestations WHERE model = $1 AND version = $2")
+                .bind(model)
+                .bind(i(version))
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
         sqlx::query("INSERT INTO attestations (model, version, seq, bundle, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(model)
             .bind(i(version))

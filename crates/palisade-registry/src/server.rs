@@ -39,6 +39,9 @@ const MAX_JSON: usize = 1 << 20;
 /// Default largest blob.
 pub const DEFAULT_MAX_BLOB: u64 = 64 << 30;
 
+/// Called with a revoked key's id.
+pub type RevocationHook = Box<dyn Fn(&str) + Send + Sync>;
+
 pub struct Registry {
     pub meta: MetaStore,
     pub blobs: BlobStore,
@@ -50,6 +53,8 @@ pub struct Registry {
     /// SHA-256 of the one-time bootstrap token while no API key exists yet.
     bootstrap: tokio::sync::Mutex<Option<String>>,
     checkpoint_lock: tokio::sync::Mutex<()>,
+    /// Called with a key id when it is revoked (the gateway drops it from its cache).
+    revocation_hooks: tokio::sync::Mutex<Vec<RevocationHook>>,
 }
 
 /// How `open` sets the registry up.
@@ -191,6 +196,7 @@ pub async fn open(home: &Path, options: Options) -> Result<Opened, OpenError> {
         bootstrap: tokio::sync::Mutex::new(bootstrap),
         body_idle: options.body_idle,
         checkpoint_lock: tokio::sync::Mutex::new(()),
+        revocation_hooks: tokio::sync::Mutex::new(Vec::new()),
     });
     Ok(Opened {
         registry,
@@ -272,6 +278,87 @@ impl Registry {
                 format!("the audit log could not record this request: {e}"),
             )
         })
+    }
+
+    /// Registers a function called with each revoked key's id.
+    pub async fn on_revoke(&self, hook: RevocationHook) {
+        self.revocation_hooks.lock().await.push(hook);
+    }
+
+    /// Appends events from another component of this process (the gateway) in one
+    /// transaction: `(actor, action, target, outcome, detail)`.
+    pub async fn record_events(
+        &self,
+        events: Vec<(String, String, String, String, serde_json::Value)>,
+    ) -> Result<(), MetaError> {
+        let time = palisade_core::time::now_rfc3339();
+        let events = events
+            .into_iter()
+            .map(|(actor, action, target, outcome, detail)| Event {
+                seq: 0,
+                time: time.clone(),
+                actor,
+                action,
+                target,
+                outcome,
+                detail: match detail {
+                    serde_json::Value::Object(m) => m.into_iter().collect(),
+                    other => [("value".to_owned(), other)].into_iter().collect(),
+                },
+            })
+            .collect();
+        self.meta.append_events(events).await.map(|_| ())
+    }
+
+    /// The verified contents of one file of a version, for in-process readers (the
+    /// gateway loading an ONNX model): every chunk is authenticated and the plaintext
+    /// hashed against the file's digest before it is returned; a failure is audited as
+    /// tampering. Refused past `max` bytes.
+    pub async fn read_file(
+        self: &Arc<Self>,
+        actor: &str,
+        model: &str,
+        version: u64,
+        path: &str,
+        max: u64,
+    ) -> Result<Vec<u8>, String> {
+        let v = self.meta.get_version(model, version).await.map_err(|e| e.to_string())?;
+        let f = v
+            .files
+            .iter()
+            .find(|f| f.path == path)
+            .ok_or_else(|| format!("{model}@{version} has no file {path}"))?;
+        if f.size > max {
+            return Err(format!("{path} is {} bytes, over the limit of {max}", f.size));
+        }
+        let rec = self.meta.get_blob(&f.digest).await.map_err(|e| e.to_string())?;
+        let me = self.clone();
+        let rec2 = rec.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::with_capacity(usize::try_from(rec2.size).unwrap_or(0));
+            me.blobs.get(&rec2, &mut out, me.kek.as_ref()).map(|_| out)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        match result {
+            Ok(bytes) => Ok(bytes),
+            Err(e) => {
+                if matches!(e, BlobError::Crypto(_) | BlobError::Missing(_)) {
+                    let _ = self
+                        .audit(
+                            actor,
+                            "pull-blob",
+                            &format!("blob/{}", rec.digest),
+                            "tamper",
+                            json!({ "error": e.to_string(), "model": model, "version": version, "path": path }),
+                        )
+                        .await;
+                }
+                Err(format!(
+                    "{model}@{version} {path}: stored data failed verification: {e}"
+                ))
+            }
+        }
     }
 
     /// Signs a checkpoint of the whole log if it grew since the last one; returns the
@@ -1150,6 +1237,9 @@ async fn revoke_key(
 ) -> ApiResult<Response> {
     let p = reg.require(&caller, Action::ManageKeys, None, "keys").await?;
     reg.meta.revoke_api_key(&id).await?;
+    for hook in reg.revocation_hooks.lock().await.iter() {
+        hook(&id);
+    }
     reg.audit(&p.id, "revoke-key", &format!("key/{id}"), "allowed", json!({}))
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())

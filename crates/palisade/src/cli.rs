@@ -245,7 +245,7 @@ pub enum KeysCommand {
 pub struct KeysCreateArgs {
     #[arg(long)]
     pub subject: String,
-    /// Role: admin, publisher, approver, reader, or ROLE:MODEL for one model (repeatable).
+    /// Role: admin, publisher, approver, reader, invoker (call models through the gateway), monitor (gateway metrics), ROLE:MODEL for one model, or team:NAME (a rate-limit team) (repeatable).
     #[arg(long = "role", required = true)]
     pub roles: Vec<String>,
     #[command(flatten)]
@@ -312,6 +312,31 @@ pub struct ServeArgs {
     /// returns it, once. For deployments where nobody reads the server's output.
     #[arg(long, env = "PALISADE_BOOTSTRAP_TOKEN_FILE", value_name = "FILE")]
     pub bootstrap_token_file: Option<PathBuf>,
+    /// Serve only one of the two routers (at scale, run them as separate processes over
+    /// the same database and blob store) [default: both on one listener].
+    #[arg(long, value_enum)]
+    pub only: Option<OnlyArg>,
+    /// Shared rate-limit state for several gateway replicas, `redis://HOST:PORT`
+    /// (or `gateway.redis_url`) [default: in memory].
+    #[arg(long, env = "PALISADE_REDIS_URL", value_name = "URL")]
+    pub redis_url: Option<String>,
+    /// Serve HTTPS with this certificate chain (PEM; with --tls-key, or `[serve.tls]`).
+    #[arg(long, requires = "tls_key", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates issued by these CAs (PEM): mutual TLS.
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    pub client_ca: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OnlyArg {
+    /// The model registry API (`/api/…`, MLflow routes, `/openapi.json`).
+    Registry,
+    /// The inference gateway (`/v2/…`, `/v1/…`, `/gateway/v1/…`, `/metrics`).
+    Gateway,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

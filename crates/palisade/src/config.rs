@@ -24,6 +24,9 @@ pub struct Config {
     pub auth: AuthConfig,
     #[serde(default)]
     pub client: ClientConfig,
+    /// The inference gateway (docs/gateway.md).
+    #[serde(default)]
+    pub gateway: palisade_gateway::config::GatewayConfig,
 }
 
 /// `[client]`: where the registry commands (`push`, `pull`, …) connect.
@@ -59,6 +62,14 @@ pub struct ServeConfig {
     pub blob_store: Option<String>,
     pub max_blob_size: Option<String>,
     pub checkpoint_interval: Option<u64>,
+    /// HTTPS, optionally with client certificates (`[serve.tls]`).
+    pub tls: Option<palisade_gateway::server::TlsConfig>,
+    /// Request headers must arrive within this many seconds (default 10).
+    pub header_timeout_secs: Option<u64>,
+    /// Largest request head in bytes (default 32768).
+    pub max_header_bytes: Option<usize>,
+    /// Most open connections (default 10000).
+    pub max_connections: Option<usize>,
 }
 
 /// `[auth]`: who may call the servers.

@@ -21,7 +21,7 @@ pub const EXIT_ERROR: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     config::set_explicit(cli.config.clone());
-    init_tracing(cli.verbose, cli.log_json);
+    init_tracing(cli.verbose, cli.log_json, matches!(cli.command, Command::Serve(_)));
     let result = match cli.command {
         Command::Scan(args) => commands::scan::run(args, cli.config.as_deref()),
         Command::Rule(args) => commands::rule::run(args),
@@ -52,19 +52,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(verbose: u8, json: bool) {
+fn init_tracing(verbose: u8, json: bool, serving: bool) {
     use tracing_subscriber::EnvFilter;
-    let default = match verbose {
+    let level = match verbose {
         0 => "warn",
         1 => "info",
         2 => "debug",
         _ => "trace",
     };
+    // A server writes its access log (one line per request, `palisade::access`) at info
+    // whatever the verbosity; `[gateway.access_log] enabled = false` turns it off.
+    let default = if serving {
+        format!("{level},palisade::access=info")
+    } else {
+        level.to_owned()
+    };
     let filter = EnvFilter::try_from_env("PALISADE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false);
+        .with_target(serving);
     if json {
         builder.json().init();
     } else {

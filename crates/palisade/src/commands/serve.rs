@@ -6,7 +6,12 @@ use anyhow::{Context, Result};
 use palisade_auth::JwtConfig;
 use palisade_registry::server::Options;
 
-use crate::cli::ServeArgs;
+use std::sync::Arc;
+
+use palisade_auth::BoxFuture;
+use palisade_registry::server::Registry;
+
+use crate::cli::{OnlyArg, ServeArgs};
 use crate::config::Config;
 use crate::units::parse_size;
 use crate::EXIT_CLEAN;
@@ -62,12 +67,39 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> Result<u8> {
         blob_store_options: aws_options(),
         ..Options::default()
     };
+    let mut gateway_config = config.gateway;
+    if let Some(url) = args.redis_url {
+        gateway_config.redis_url = Some(url);
+    }
+    gateway_config.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert_file), Some(key_file)) => Some(palisade_gateway::server::TlsConfig {
+            cert_file,
+            key_file,
+            client_ca_file: args.client_ca,
+            require_client_cert: true,
+        }),
+        _ => config.serve.tls,
+    };
+    let acceptor = match &tls {
+        Some(t) => Some(palisade_gateway::server::tls_acceptor(t).context("cannot set up TLS")?),
+        None => None,
+    };
+    let server_options = palisade_gateway::server::ServerOptions {
+        header_timeout: std::time::Duration::from_secs(config.serve.header_timeout_secs.unwrap_or(10).max(1)),
+        max_header_bytes: config.serve.max_header_bytes.unwrap_or(32 << 10),
+        max_connections: config.serve.max_connections.unwrap_or(10_000).max(1),
+        ..Default::default()
+    };
+    let guard_config = config.guard;
+    let only = args.only;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
         let accepts_jwt = options.jwt.is_some();
+        let policy_files = options.policy_files.clone();
         let opened = palisade_registry::server::open(&home, options)
             .await
             .with_context(|| format!("cannot open {}", home.display()))?;
@@ -81,35 +113,176 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> Result<u8> {
             );
             println!("  PALISADE_TOKEN={token}");
         }
+        let registry = opened.registry.clone();
+        let gateway = if only == Some(OnlyArg::Registry) {
+            None
+        } else {
+            Some(gateway(&registry, gateway_config, &policy_files, &guard_config).await?)
+        };
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
+        let scheme = if acceptor.is_some() { "https" } else { "http" };
+        let what = match only {
+            Some(OnlyArg::Registry) => "registry",
+            Some(OnlyArg::Gateway) => "gateway",
+            None => "registry and gateway",
+        };
         eprintln!(
-            "palisade registry listening on http://{} (state in {}, blobs in {})",
+            "palisade {what} listening on {scheme}://{} (state in {}, blobs in {})",
             listener.local_addr()?,
             home.display(),
-            opened.registry.blobs.location()
+            registry.blobs.location()
         );
-        let registry = opened.registry.clone();
         let interval = std::time::Duration::from_secs(checkpoint_interval.max(1));
+        let reg2 = registry.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             loop {
                 tick.tick().await;
-                if let Err(e) = registry.checkpoint().await {
+                if let Err(e) = reg2.checkpoint().await {
                     tracing::error!("audit checkpoint failed: {e}");
                 }
             }
         });
-        let app = palisade_registry::server::router(opened.registry.clone());
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown())
+        let mut app = axum::Router::new();
+        if only != Some(OnlyArg::Gateway) {
+            app = app.merge(palisade_registry::server::router(registry.clone()));
+        }
+        if let Some(gw) = &gateway {
+            app = app.merge(palisade_gateway::router(gw.clone()));
+            if only == Some(OnlyArg::Gateway) {
+                // With the registry, `/health` is its route; alone, the gateway answers it.
+                app = app.route(
+                    "/health",
+                    axum::routing::get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
+                );
+            }
+        }
+        let gw_drain = gateway.clone();
+        let stop = async move {
+            shutdown().await;
+            if let Some(g) = gw_drain {
+                g.drain();
+            }
+        };
+        palisade_gateway::server::serve(listener, app, acceptor, server_options, stop)
             .await
             .context("server error")?;
         // A final checkpoint so that everything up to shutdown is signed.
-        opened.registry.checkpoint().await.context("final audit checkpoint")?;
+        registry.checkpoint().await.context("final audit checkpoint")?;
         Ok(EXIT_CLEAN)
     })
+}
+
+/// The gateway over this process's registry: API keys and policies, ONNX models by
+/// alias, and audit events into the registry's log.
+async fn gateway(
+    registry: &Arc<Registry>,
+    config: palisade_gateway::config::GatewayConfig,
+    policy_files: &[PathBuf],
+    guard: &palisade_guard::GuardConfig,
+) -> Result<Arc<palisade_gateway::Gateway>> {
+    let policy = Arc::new(palisade_auth::Policy::load(policy_files)?);
+    let guard = Arc::new(palisade_guard::Guard::from_config(guard).context("[guard] configuration")?);
+    let gw = palisade_gateway::Gateway::new(
+        config,
+        palisade_gateway::Parts {
+            authenticator: registry.auth.clone(),
+            policy,
+            source: Some(Arc::new(RegistrySource(registry.clone()))),
+            audit: Arc::new(RegistryAudit(registry.clone())),
+            guard: Some(guard),
+        },
+    )?;
+    let weak = Arc::downgrade(&gw);
+    registry
+        .on_revoke(Box::new(move |id| {
+            if let Some(g) = weak.upgrade() {
+                g.auth.forget(id);
+            }
+        }))
+        .await;
+    gw.start().await;
+    for d in gw.deployments.all() {
+        let v = d.view();
+        eprintln!(
+            "  model {} ({}): {}",
+            v.model,
+            v.kind,
+            v.backends
+                .iter()
+                .map(|b| format!(
+                    "{}{}{}",
+                    b.name,
+                    b.version.map(|n| format!("@{n}")).unwrap_or_default(),
+                    if b.ready { "" } else { " (not loaded)" }
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(gw)
+}
+
+/// ONNX models from this process's registry (decrypted and verified by it).
+struct RegistrySource(Arc<Registry>);
+
+impl palisade_gateway::source::ModelSource for RegistrySource {
+    fn resolve<'a>(
+        &'a self,
+        model: &'a str,
+        selector: &'a palisade_gateway::source::Selector,
+    ) -> BoxFuture<'a, Result<palisade_gateway::source::SourceVersion, String>> {
+        Box::pin(async move {
+            let version = match selector {
+                palisade_gateway::source::Selector::Alias(a) => {
+                    self.0.meta.resolve_alias(model, a).await.map_err(|e| e.to_string())?
+                }
+                palisade_gateway::source::Selector::Version(v) => *v,
+            };
+            let v = self
+                .0
+                .meta
+                .get_version(model, version)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(palisade_gateway::source::SourceVersion {
+                version,
+                digest: v.digest,
+                files: v.files.into_iter().map(|f| (f.path, f.size)).collect(),
+            })
+        })
+    }
+
+    fn read<'a>(
+        &'a self,
+        model: &'a str,
+        version: u64,
+        path: &'a str,
+        max: u64,
+    ) -> BoxFuture<'a, Result<Vec<u8>, String>> {
+        Box::pin(async move { self.0.read_file("palisade/gateway", model, version, path, max).await })
+    }
+}
+
+/// Gateway audit events into the registry's Merkle log.
+struct RegistryAudit(Arc<Registry>);
+
+impl palisade_gateway::audit::AuditSink for RegistryAudit {
+    fn append<'a>(&'a self, events: Vec<palisade_gateway::audit::AuditRecord>) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.0
+                .record_events(
+                    events
+                        .into_iter()
+                        .map(|e| (e.actor, e.action, e.target, e.outcome, e.detail))
+                        .collect(),
+                )
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
 }
 
 /// object_store's S3 options from the standard AWS environment variables

@@ -36,16 +36,24 @@ pub fn start_with(
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut addr = String::new();
-    for line in stderr.lines() {
+    let mut before = Vec::new();
+    for line in stderr.by_ref() {
         let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("palisade registry listening on ") {
+        if let Some((_, rest)) = line
+            .split_once(" listening on ")
+            .filter(|_| line.starts_with("palisade "))
+        {
             addr = rest.split_whitespace().next().unwrap().to_owned();
             break;
         }
+        before.push(line);
     }
-    assert!(!addr.is_empty(), "no listening line");
+    assert!(!addr.is_empty(), "no listening line:\n{}", before.join("\n"));
+    // Keep draining stderr (access log, warnings) so the server never blocks on a full
+    // pipe.
+    std::thread::spawn(move || for _ in stderr {});
     // The first-start banner is written to stdout before the listening line.
     let mut reader = BufReader::new(stdout);
     let out = if first {

@@ -1,0 +1,443 @@
+//! Palisade's zero-trust inference gateway, the third enforcement point of the spine.
+//!
+//! - Native ONNX models from the registry, run with tract behind the KServe Open Inference
+//!   Protocol v2 ([`oip`]), requests validated against the model's signature and data
+//!   profile ([`onnx`]).
+//! - OpenAI-compatible `/v1/chat/completions` (with SSE streaming), `/v1/completions` and
+//!   `/v1/embeddings`, proxied to upstreams that hold the provider keys ([`openai`]).
+//! - Every route but [`PUBLIC_ROUTES`] authenticates (API keys, OIDC/JWT via
+//!   `palisade-auth`) and authorizes per model with Cedar ([`auth`]); rate limits and token
+//!   quotas per key, team and model, in memory or in Redis ([`ratelimit`]); body, JSON
+//!   depth, header and time limits, load shedding ([`limits`], [`server`]).
+//! - Blue-green, canary with automatic analysis and rollback, and shadow traffic
+//!   ([`deploy`], operated through [`admin`]); guardrail hook points ([`filter`]);
+//!   Prometheus metrics ([`metrics`]) and a JSON access log with a body policy.
+//!
+//! The registry is reached only through [`source::ModelSource`] and [`audit::AuditSink`],
+//! which the binary implements over `palisade-registry`.
+
+pub mod admin;
+pub mod audit;
+pub mod auth;
+pub mod config;
+pub mod deploy;
+pub mod error;
+pub mod filter;
+pub mod limits;
+pub mod metrics;
+pub mod mock;
+pub mod oip;
+pub mod onnx;
+pub mod openai;
+pub mod ratelimit;
+pub mod server;
+pub mod source;
+pub mod upstream;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde_json::json;
+
+use crate::audit::{AuditRecord, AuditSink, Auditor};
+use crate::auth::GatewayAuth;
+use crate::config::{BodyLog, GatewayConfig};
+use crate::deploy::Deployments;
+use crate::error::{GatewayError, Kind, Wire};
+use crate::filter::Filter;
+use crate::limits::Shedder;
+use crate::metrics::Metrics;
+use crate::ratelimit::{Limiter, MemoryLimiter, RateLimits, RedisLimiter};
+use crate::source::ModelSource;
+use crate::upstream::{HttpClient, Upstream};
+
+pub use config::ConfigError;
+
+/// Routes that answer without credentials (liveness and readiness probes); everything
+/// else authenticates first. A test calls every other route anonymously and expects 401.
+pub const PUBLIC_ROUTES: &[(&str, &str)] = &[("GET", "/v2/health/live"), ("GET", "/v2/health/ready")];
+
+/// The authenticated caller, put on the request by the authentication layer, with the
+/// raw credential's cache key for authorization decisions.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub principal: Arc<palisade_auth::Principal>,
+    header: Option<HeaderValue>,
+}
+
+/// The authenticated principal's id, for the access log.
+#[derive(Clone, Debug)]
+struct Who(String);
+
+/// What the access log and metrics learn about a request from its handler.
+#[derive(Clone, Debug, Default)]
+pub struct Served {
+    pub model: Option<String>,
+    pub backend: Option<String>,
+    pub tokens: Option<u64>,
+    /// The request body, when the model's body policy keeps something of it.
+    pub body: Option<bytes::Bytes>,
+    pub body_log: Option<BodyLog>,
+}
+
+pub struct Gateway {
+    pub config: GatewayConfig,
+    pub auth: GatewayAuth,
+    pub limits: RateLimits,
+    pub deployments: Arc<Deployments>,
+    pub metrics: Arc<Metrics>,
+    pub auditor: Arc<Auditor>,
+    pub filters: Vec<Arc<dyn Filter>>,
+    /// Detectors for the `redacted` body policy.
+    pub redactor: Option<Arc<palisade_guard::Guard>>,
+    pub client: HttpClient,
+    pub shedder: Shedder,
+    shadow_slots: Arc<tokio::sync::Semaphore>,
+    /// Non-zero while the gateway refuses new work (shutting down).
+    draining: std::sync::atomic::AtomicBool,
+}
+
+/// What [`Gateway::new`] needs besides the configuration.
+pub struct Parts {
+    pub authenticator: palisade_auth::Authenticator,
+    pub policy: Arc<palisade_auth::Policy>,
+    pub source: Option<Arc<dyn ModelSource>>,
+    pub audit: Arc<dyn AuditSink>,
+    /// The guardrails; `None` turns the guard filter off for every model.
+    pub guard: Option<Arc<palisade_guard::Guard>>,
+}
+
+impl Gateway {
+    /// Builds the gateway (needs a Tokio runtime: the audit writer starts here). ONNX
+    /// backends are loaded by [`Gateway::start`].
+    pub fn new(config: GatewayConfig, parts: Parts) -> Result<Arc<Gateway>, ConfigError> {
+        config.validate()?;
+        let mut upstreams = HashMap::new();
+        for u in &config.upstreams {
+            upstreams.insert(u.name.clone(), Arc::new(Upstream::from_config(u).map_err(ConfigError)?));
+        }
+        let metrics = Arc::new(Metrics::new());
+        let auditor = Auditor::spawn(parts.audit);
+        let deployments = Deployments::new(
+            &config.models,
+            &upstreams,
+            parts.source,
+            auditor.clone(),
+            metrics.clone(),
+        )
+        .map_err(ConfigError)?;
+        let store: Arc<dyn Limiter> = match &config.redis_url {
+            Some(url) => Arc::new(RedisLimiter::new(url).map_err(|e| ConfigError(e.to_string()))?),
+            None => Arc::new(MemoryLimiter::default()),
+        };
+        let limits = RateLimits::new(config.rate_limits.clone(), store, config.rate_limit_failure);
+        let client = upstream::client(Duration::from_secs(config.limits.upstream_connect_secs)).map_err(ConfigError)?;
+        let filters: Vec<Arc<dyn Filter>> = match &parts.guard {
+            Some(g) => vec![Arc::new(filter::GuardFilter::new(g.clone()))],
+            None => Vec::new(),
+        };
+        Ok(Arc::new(Gateway {
+            auth: GatewayAuth::new(
+                parts.authenticator,
+                parts.policy,
+                Duration::from_secs(config.auth_cache_secs),
+            ),
+            limits,
+            deployments: Arc::new(deployments),
+            metrics,
+            auditor,
+            filters,
+            redactor: parts.guard,
+            client,
+            shedder: Shedder::new(config.limits.max_concurrency),
+            shadow_slots: Arc::new(tokio::sync::Semaphore::new(64)),
+            draining: std::sync::atomic::AtomicBool::new(false),
+            config,
+        }))
+    }
+
+    /// Loads every ONNX backend, then keeps following registry aliases in the background.
+    pub async fn start(self: &Arc<Self>) {
+        self.deployments.refresh().await;
+        let every = self.config.model_refresh_secs;
+        if every > 0 {
+            let me = Arc::downgrade(self);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(every));
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let Some(gw) = me.upgrade() else { return };
+                    gw.deployments.refresh().await;
+                }
+            });
+        }
+    }
+
+    /// Stops admitting requests (readiness turns false) before a shutdown.
+    pub fn drain(&self) {
+        self.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Authorizes `action` on `model` (or the gateway as a whole); a refusal is counted
+    /// and audited.
+    pub fn require(
+        &self,
+        caller: &Caller,
+        action: &'static str,
+        model: Option<&str>,
+        wire: Wire,
+    ) -> Result<(), GatewayError> {
+        let header = caller.header.as_ref().map(|h| h.as_bytes());
+        let d = self.auth.authorize(header, &caller.principal, action, model);
+        if d.allowed {
+            return Ok(());
+        }
+        self.metrics.deny("forbidden");
+        self.auditor.refusal(AuditRecord::new(
+            &caller.principal.id,
+            action,
+            model.unwrap_or("gateway"),
+            "denied",
+            json!({ "reason": "not permitted", "policies": d.policies, "errors": d.errors }),
+        ));
+        let what = model.map_or_else(|| "the gateway".to_owned(), |m| format!("`{m}`"));
+        Err(GatewayError::new(
+            Kind::Forbidden,
+            format!("{} may not {action} {what}", caller.principal.subject),
+        )
+        .wire(wire))
+    }
+
+    /// A guardrail or rate-limit refusal, counted and audited.
+    pub fn refused(&self, caller: &Caller, action: &str, model: &str, reason: &'static str, detail: serde_json::Value) {
+        self.metrics.deny(reason);
+        self.auditor.refusal(AuditRecord::new(
+            &caller.principal.id,
+            action,
+            model,
+            "denied",
+            json!({ "reason": reason, "detail": detail }),
+        ));
+    }
+}
+
+/// The gateway's routes, with authentication, load shedding, body timeouts and the
+/// access log applied (outermost first: access log and metrics, shedding, body idle
+/// timeout, authentication, then the route).
+pub fn router(gw: Arc<Gateway>) -> Router {
+    let routes = Router::new()
+        .merge(oip::routes())
+        .merge(openai::routes())
+        .merge(admin::routes());
+    routes
+        .route_layer(axum::middleware::from_fn_with_state(gw.clone(), authenticate))
+        .layer(tower_http_body_idle(&gw))
+        .layer(axum::middleware::from_fn_with_state(gw.clone(), observe))
+        .with_state(gw)
+}
+
+fn tower_http_body_idle(gw: &Gateway) -> tower_http::timeout::RequestBodyTimeoutLayer {
+    tower_http::timeout::RequestBodyTimeoutLayer::new(Duration::from_secs(gw.config.limits.body_idle_secs))
+}
+
+fn is_public(method: &str, path: Option<&str>) -> bool {
+    path.is_some_and(|p| PUBLIC_ROUTES.iter().any(|(m, r)| *m == method && *r == p))
+}
+
+/// Authenticates every request that is not public, before any extractor reads its body.
+async fn authenticate(
+    State(gw): State<Arc<Gateway>>,
+    matched: Option<MatchedPath>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    if is_public(req.method().as_str(), matched.as_ref().map(|m| m.as_str())) {
+        return next.run(req).await;
+    }
+    let wire = Wire::for_path(req.uri().path());
+    let header = req.headers().get(header::AUTHORIZATION).cloned();
+    match gw.auth.authenticate(header.as_ref().map(|h| h.as_bytes())).await {
+        Ok(principal) => {
+            let who = Who(principal.id.clone());
+            req.extensions_mut().insert(Caller { principal, header });
+            let mut resp = next.run(req).await;
+            resp.extensions_mut().insert(who);
+            resp
+        }
+        Err(e) => {
+            let kind = if e.is_internal() {
+                tracing::error!(error = %e, "credential store unavailable");
+                Kind::Unavailable
+            } else {
+                Kind::Unauthenticated
+            };
+            gw.metrics.deny("unauthenticated");
+            let target: String = req.uri().path().chars().take(256).collect();
+            gw.auditor.refusal(AuditRecord::new(
+                "anonymous",
+                "authenticate",
+                &target,
+                "denied",
+                json!({ "reason": e.to_string() }),
+            ));
+            let mut resp = GatewayError::new(kind, e.to_string()).wire(wire).into_response();
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            resp
+        }
+    }
+}
+
+fn api_of(path: &str) -> &'static str {
+    if path.starts_with("/v1/") {
+        "openai"
+    } else if path.starts_with("/v2") {
+        "oip"
+    } else if path.starts_with("/gateway/") {
+        "admin"
+    } else if path == "/metrics" {
+        "metrics"
+    } else {
+        "other"
+    }
+}
+
+/// Load shedding, request ids, metrics and the access log around every request.
+async fn observe(State(gw): State<Arc<Gateway>>, matched: Option<MatchedPath>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path: String = req.uri().path().chars().take(256).collect();
+    let route = matched.as_ref().map(|m| m.as_str().to_owned());
+    let public = is_public(method.as_str(), route.as_deref());
+    let api = api_of(&path);
+    let request_id = format!("{:016x}", fastrand::u64(..));
+    let peer = req.extensions().get::<server::Peer>().cloned();
+    let _permit = if public {
+        None
+    } else {
+        match gw.shedder.try_enter() {
+            Some(p) if !gw.is_draining() => Some(p),
+            _ => {
+                gw.metrics.deny("overloaded");
+                return GatewayError::new(Kind::Overloaded, "the gateway is at capacity; retry shortly")
+                    .wire(Wire::for_path(&path))
+                    .retry_after(1)
+                    .into_response();
+            }
+        }
+    };
+    gw.metrics.inflight.inc();
+    let mut resp = next.run(req).await;
+    gw.metrics.inflight.dec();
+    let elapsed = start.elapsed();
+    let served = resp.extensions_mut().remove::<Served>().unwrap_or_default();
+    let who = resp.extensions_mut().remove::<Who>();
+    let status = resp.status().as_u16();
+    let model = served.model.clone().unwrap_or_default();
+    gw.metrics
+        .requests
+        .get_or_create(&metrics::RequestLabels {
+            api,
+            model: model.clone(),
+            backend: served.backend.clone().unwrap_or_default(),
+            code: status,
+        })
+        .inc();
+    if served.model.is_some() {
+        gw.metrics
+            .duration
+            .get_or_create(&metrics::ApiModel {
+                api,
+                model: model.clone(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    if gw.config.access_log.enabled && !public {
+        access_log(
+            &gw,
+            &served,
+            &Line {
+                request_id: &request_id,
+                principal: who.as_ref().map(|w| w.0.as_str()),
+                method: method.as_str(),
+                path: &path,
+                status,
+                elapsed,
+                peer: peer.as_ref(),
+            },
+        );
+    }
+    resp
+}
+
+struct Line<'a> {
+    request_id: &'a str,
+    principal: Option<&'a str>,
+    method: &'a str,
+    path: &'a str,
+    status: u16,
+    elapsed: Duration,
+    peer: Option<&'a server::Peer>,
+}
+
+fn access_log(gw: &Gateway, served: &Served, line: &Line<'_>) {
+    let policy = served.body_log.unwrap_or(gw.config.access_log.body);
+    let mut body_sha256 = None;
+    let mut body_size = None;
+    let mut body_text = None;
+    if let Some(b) = &served.body {
+        body_size = Some(b.len());
+        match policy {
+            BodyLog::None => body_size = None,
+            BodyLog::Hash => {
+                use sha2::Digest as _;
+                body_sha256 = Some(hex::encode(sha2::Sha256::digest(b)));
+            }
+            BodyLog::Redacted => {
+                let text = String::from_utf8_lossy(&b[..b.len().min(64 << 10)]).into_owned();
+                body_text = Some(match &gw.redactor {
+                    Some(g) => palisade_guard::redact::Redactor {
+                        mode: palisade_guard::RedactionMode::Mask,
+                        key: &[],
+                        hex_digits: 8,
+                    }
+                    .apply(&text, &g.sensitive(&text), &mut palisade_guard::Vault::new()),
+                    None => "[redaction unavailable]".to_owned(),
+                });
+            }
+            BodyLog::Full => body_text = Some(String::from_utf8_lossy(&b[..b.len().min(64 << 10)]).into_owned()),
+        }
+    }
+    tracing::info!(
+        target: "palisade::access",
+        request_id = line.request_id,
+        principal = line.principal,
+        method = line.method,
+        path = line.path,
+        status = line.status,
+        duration_ms = line.elapsed.as_secs_f64() * 1000.0,
+        peer = line.peer.map(|p| p.addr.to_string()),
+        client_cert = line.peer.and_then(|p| p.cert_sha256.clone()),
+        model = served.model.as_deref(),
+        backend = served.backend.as_deref(),
+        tokens = served.tokens,
+        body_sha256,
+        body_size,
+        body = body_text,
+        "request"
+    );
+}

@@ -1,0 +1,250 @@
+//! The HTTP server under the registry and the gateway: HTTP/1.1 on hyper with limits a
+//! plain `axum::serve` does not set — a deadline for request headers (slow-loris
+//! clients), a cap on header size and count, a cap on open connections — and TLS from
+//! PEM files with optional client certificates (mTLS), through rustls.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use tokio::net::TcpListener;
+
+/// The connection a request came on: the client's address and, with mTLS, the SHA-256 of
+/// its certificate.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub cert_sha256: Option<String>,
+}
+
+/// `[serve.tls]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Server certificate chain (PEM).
+    pub cert_file: PathBuf,
+    /// Server private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// CA certificates (PEM) that client certificates must chain to: turns on mTLS.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// With a client CA: refuse connections without a valid client certificate (default),
+    /// or accept them and rely on bearer credentials alone.
+    #[serde(default = "yes")]
+    pub require_client_cert: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// Request headers must arrive within this time.
+    pub header_timeout: Duration,
+    /// Largest request head (request line and headers), in bytes.
+    pub max_header_bytes: usize,
+    /// Most headers in a request.
+    pub max_headers: usize,
+    /// Most open connections; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// A TLS handshake must finish within this time.
+    pub handshake_timeout: Duration,
+    /// How long open connections may finish their requests at shutdown.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            header_timeout: Duration::from_secs(10),
+            max_header_bytes: 32 << 10,
+            max_headers: 100,
+            max_connections: 10_000,
+            handshake_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("TLS configuration: {0}")]
+    Config(String),
+}
+
+fn pem_file(path: &PathBuf) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|e| TlsError::File {
+        path: path.clone(),
+        message: e.to_string(),
+    })
+}
+
+/// A rustls server configuration from PEM files.
+pub fn tls_acceptor(c: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let file_err = |path: &PathBuf, message: String| TlsError::File {
+        path: path.clone(),
+        message,
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem_file(&c.cert_file)?)
+        .collect::<Result<_, _>>()
+        .map_err(|e| file_err(&c.cert_file, format!("not a PEM certificate chain: {e}")))?;
+    if certs.is_empty() {
+        return Err(file_err(&c.cert_file, "no certificate in the file".into()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&pem_file(&c.key_file)?)
+        .map_err(|e| file_err(&c.key_file, format!("not a PEM private key: {e}")))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let builder = match &c.client_ca_file {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(&pem_file(ca)?) {
+                let cert = cert.map_err(|e| file_err(ca, format!("not a PEM certificate: {e}")))?;
+                roots.add(cert).map_err(|e| file_err(ca, e.to_string()))?;
+            }
+            if roots.is_empty() {
+                return Err(file_err(ca, "no CA certificate in the file".into()));
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = if c.require_client_cert {
+                verifier
+            } else {
+                verifier.allow_unauthenticated()
+            };
+            builder.with_client_cert_verifier(verifier.build().map_err(|e| TlsError::Config(e.to_string()))?)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError::Config(format!("certificate and key do not fit: {e}")))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves `app` until `shutdown` resolves, then lets open requests finish (bounded by
+/// `drain_timeout`).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    options: ServerOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
+        let (stream, addr) = tokio::select! {
+            () = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let tls = tls.clone();
+        let options = options.clone();
+        let mut stop = stop_rx.clone();
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(async move {
+            let _permit = permit;
+            match tls {
+                None => {
+                    let peer = Peer {
+                        addr,
+                        cert_sha256: None,
+                    };
+                    connection(TokioIo::new(stream), app, peer, &options, &mut stop).await;
+                }
+                Some(acceptor) => {
+                    let tls = match tokio::time::timeout(options.handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%addr, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%addr, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let cert_sha256 = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|c| hex::encode(Sha256::digest(c.as_ref())));
+                    let peer = Peer { addr, cert_sha256 };
+                    connection(TokioIo::new(tls), app, peer, &options, &mut stop).await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(options.drain_timeout, drain).await.is_err() {
+        tracing::warn!("connections still open after the drain timeout; closing them");
+    }
+    Ok(())
+}
+
+async fn connection<I>(
+    io: I,
+    app: Router,
+    peer: Peer,
+    options: &ServerOptions,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let svc = tower::ServiceExt::map_request(app, move |mut req: axum::http::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(peer.clone());
+        req
+    });
+    let svc = TowerToHyperService::new(svc);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_timeout)
+        .max_buf_size(options.max_header_bytes.max(8192))
+        .max_headers(options.max_headers);
+    let conn = builder.serve_connection(io, svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "connection closed with an error");
+            }
+        }
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
