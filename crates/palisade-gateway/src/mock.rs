@@ -61,6 +61,7 @@ pub fn router(state: Arc<MockState>) -> Router {
         .route("/v1/chat/completions", post(chat))
         .route("/v1/completions", post(completions))
         .route("/v1/embeddings", post(embeddings))
+        .route("/v1/models", get(models))
         .route("/mock/control", post(control))
         .route("/mock/stats", get(stats))
         .with_state(state)
@@ -317,6 +318,10 @@ fn sse(events: Vec<Value>) -> Response {
         .header(header::CONTENT_TYPE, "text/event-stream")
         .body(Body::from_stream(futures_util::stream::iter(frames)))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+async fn models() -> Json<Value> {
+    Json(json!({ "object": "list", "data": [{ "id": "mock", "object": "model", "created": 0, "owned_by": "mock" }] }))
 }
 
 async fn control(State(state): State<Arc<MockState>>, Json(c): Json<Control>) -> Json<Control> {

@@ -111,6 +111,13 @@ pub enum Command {
     /// Registry API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Gateway deployments: where a model's traffic goes (blue-green switch, canary with
+    /// automatic analysis and rollback, shadow traffic). Every change is audited.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  palisade deploy status\n  palisade deploy switch chat green\n  palisade deploy canary chat green --steps 10,50,100 --interval 60 --max-error-rate 0.02 --max-p99-ms 800\n  palisade deploy shadow iris candidate\n  palisade deploy rollback chat"
+    )]
+    Deploy(DeployCommand),
     /// LLM guardrails: check prompts and responses, evaluate and train the classifier.
     #[command(subcommand)]
     Guard(crate::commands::guard::GuardCommand),
@@ -230,6 +237,61 @@ pub struct AuditVerifyArgs {
     pub proof: Option<PathBuf>,
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeployCommand {
+    /// Every model's deployment (or one model's): backends, weights, canary, shadow.
+    Status {
+        model: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Blue-green: send all of MODEL's traffic to BACKEND now (cancels a canary).
+    Switch {
+        model: String,
+        backend: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Start a canary of BACKEND: traffic steps, each analysed before the next.
+    Canary {
+        model: String,
+        backend: String,
+        /// Traffic percentages, increasing, ending at 100.
+        #[arg(long, value_delimiter = ',', default_value = "10,25,50,100")]
+        steps: Vec<u8>,
+        /// Seconds each step runs before it is analysed.
+        #[arg(long, default_value_t = 60.0)]
+        interval: f64,
+        /// Largest share of failed requests a step may have.
+        #[arg(long, default_value_t = 0.05)]
+        max_error_rate: f64,
+        /// Largest p99 latency a step may have, in milliseconds.
+        #[arg(long, default_value_t = 1000.0)]
+        max_p99_ms: f64,
+        /// Fewest requests a step must see; fewer rolls back ("no data").
+        #[arg(long, default_value_t = 20)]
+        min_requests: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Abort a canary, or return to the previous stable backend.
+    Rollback {
+        model: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Copy MODEL's traffic to BACKEND (answers compared, never returned); `--off` stops.
+    Shadow {
+        model: String,
+        #[arg(required_unless_present = "off")]
+        backend: Option<String>,
+        #[arg(long, conflicts_with = "backend")]
+        off: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

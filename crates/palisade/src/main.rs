@@ -41,6 +41,7 @@ fn main() -> ExitCode {
         Command::Audit(cli::AuditCommand::Verify(args)) => commands::client::audit_verify(args),
         Command::Keys(cli::KeysCommand::Create(args)) => commands::client::keys_create(args),
         Command::Keys(cli::KeysCommand::Rotate(args)) => commands::serve::rotate(args),
+        Command::Deploy(cmd) => commands::client::deploy(cmd),
         Command::Guard(cmd) => commands::guard::run(cmd, cli.config.as_deref()),
     };
     match result {

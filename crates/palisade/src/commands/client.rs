@@ -500,3 +500,95 @@ pub fn audit_verify(args: AuditVerifyArgs) -> Result<u8> {
         }
     }
 }
+
+/// `palisade deploy …`: the gateway's deployment API.
+pub fn deploy(cmd: crate::cli::DeployCommand) -> Result<u8> {
+    use crate::cli::DeployCommand as D;
+    let base = "/gateway/v1/deployments";
+    let (client, method, path, body) = match cmd {
+        D::Status { model, client } => {
+            let path = model.map_or_else(|| base.to_owned(), |m| format!("{base}/{}", seg(&m)));
+            (client, "GET", path, None)
+        }
+        D::Switch { model, backend, client } => (
+            client,
+            "POST",
+            format!("{base}/{}/switch", seg(&model)),
+            Some(json!({ "backend": backend })),
+        ),
+        D::Canary {
+            model,
+            backend,
+            steps,
+            interval,
+            max_error_rate,
+            max_p99_ms,
+            min_requests,
+            client,
+        } => (
+            client,
+            "POST",
+            format!("{base}/{}/canary", seg(&model)),
+            Some(json!({ "backend": backend, "steps": steps, "interval_secs": interval,
+                         "max_error_rate": max_error_rate, "max_p99_ms": max_p99_ms,
+                         "min_requests": min_requests })),
+        ),
+        D::Rollback { model, client } => (client, "POST", format!("{base}/{}/rollback", seg(&model)), None),
+        D::Shadow {
+            model,
+            backend,
+            off,
+            client,
+        } => {
+            let b = if off { Value::Null } else { json!(backend) };
+            (
+                client,
+                "PUT",
+                format!("{base}/{}/shadow", seg(&model)),
+                Some(json!({ "backend": b })),
+            )
+        }
+    };
+    let v = Client::new(&client)?.expect(method, &path, body, &[200])?;
+    let list = match v.get("deployments").and_then(Value::as_array) {
+        Some(all) => all.clone(),
+        None => vec![v],
+    };
+    for d in &list {
+        print_deployment(d);
+    }
+    Ok(EXIT_CLEAN)
+}
+
+fn print_deployment(d: &Value) {
+    let s = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
+    println!("{} ({}): {}", s("model"), s("kind"), s("status"));
+    if let Some(backends) = d.get("backends").and_then(Value::as_array) {
+        for b in backends {
+            let name = b.get("name").and_then(Value::as_str).unwrap_or("?");
+            let weight = b.get("weight").and_then(Value::as_u64).unwrap_or(0);
+            let version = b
+                .get("version")
+                .and_then(Value::as_u64)
+                .map(|v| format!(" v{v}"))
+                .unwrap_or_default();
+            let ready = if b.get("ready").and_then(Value::as_bool) == Some(false) {
+                " (not loaded)"
+            } else {
+                ""
+            };
+            let shadow = if d.get("shadow").and_then(Value::as_str) == Some(name) {
+                " [shadow]"
+            } else {
+                ""
+            };
+            println!("  {name:<16} {weight:>3}%{version}{ready}{shadow}");
+        }
+    }
+    println!("  last change: {}", s("last_change"));
+}
+
+/// One URL path segment, percent-encoded.
+fn seg(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
