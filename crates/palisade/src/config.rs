@@ -213,5 +213,9 @@ mod example_tests {
         assert_eq!(c.scan.fail_on, Some(Severity::Low));
         assert_eq!(c.scan.allow.len(), 2);
         assert_eq!(c.ignore[0].code, "PKL003");
+        // The gateway example is a configuration that would start.
+        c.gateway.validate().unwrap();
+        assert_eq!(c.gateway.models.len(), 2);
+        assert_eq!(c.gateway.rate_limits[1].scope, palisade_gateway::config::Scope::Model);
     }
 }
