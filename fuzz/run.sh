@@ -8,7 +8,7 @@ secs="${1:-60}"
 export RUSTC_BOOTSTRAP=1
 fixtures=../crates/palisade-scan/tests/fixtures/pickle
 mkdir -p logs
-for target in ${FUZZ_TARGETS:-pickle_stream zip_container npy safetensors gguf protobuf_models chat_template model_configs hdf5 scan_bytes signature_bundle guard_text bearer_token}; do
+for target in ${FUZZ_TARGETS:-pickle_stream zip_container npy safetensors gguf protobuf_models chat_template model_configs hdf5 scan_bytes signature_bundle guard_text bearer_token gateway_inputs}; do
   mkdir -p "corpus/$target"
   find "$fixtures" -type f ! -name '*.json' ! -name '*.md' -exec cp -n {} "corpus/$target/" \; 2>/dev/null
   if [ "$target" = guard_text ]; then
@@ -19,6 +19,10 @@ for target in ${FUZZ_TARGETS:-pickle_stream zip_container npy safetensors gguf p
     printf '%s' 'Bearer pk_0123456789abcdef.0000000000000000000000000000000000000000000000000000000000000000' > "corpus/$target/apikey"
     printf '%s' 'Bearer eyJhbGciOiJFUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJhIn0.c2ln' > "corpus/$target/jwt"
     printf '%s' 'Bearer eyJhbGciOiJub25lIn0.e30.' > "corpus/$target/none"
+  fi
+  if [ "$target" = gateway_inputs ]; then
+    printf '%s' '[{"name":"input","shape":[2,4],"datatype":"FP32","data":[[5.1,3.5,1.4,0.2],[6.3,3.3,6.0,2.5]]}]' > "corpus/$target/iris"
+    printf '%s' '[{"name":"a","shape":[1,3],"datatype":"FP32","data":[0.5,1.5,-2]},{"name":"b","shape":[1,3],"datatype":"INT64","data":[1,2,3]}]' > "corpus/$target/multi"
   fi
   if [ "$target" = signature_bundle ]; then
     find ../crates/palisade-sign/tests/interop -type f \( -name '*.sig' -o -name '*.pem' -o -name '*.key' -o -name '*.pub' \) -exec cp -n {} "corpus/$target/" \; 2>/dev/null

@@ -205,6 +205,20 @@ pub struct ModelGuard {
     /// Check answers, streamed or not, before they reach the client.
     #[serde(default = "d_true")]
     pub output: bool,
+    /// This model's actions, over `[guard]`'s: `block`, `redact`, `flag` or `off`.
+    #[serde(default)]
+    pub injection: Option<palisade_guard::Action>,
+    #[serde(default)]
+    pub pii: Option<palisade_guard::Action>,
+    #[serde(default)]
+    pub secrets: Option<palisade_guard::Action>,
+    #[serde(default)]
+    pub html: Option<palisade_guard::Action>,
+    #[serde(default)]
+    pub markdown_exfiltration: Option<palisade_guard::Action>,
+    /// Hosts this model's answers may link to, instead of `guard.output.allowed_domains`.
+    #[serde(default)]
+    pub allowed_domains: Option<Vec<String>>,
 }
 
 impl Default for ModelGuard {
@@ -212,7 +226,48 @@ impl Default for ModelGuard {
         ModelGuard {
             input: true,
             output: true,
+            injection: None,
+            pii: None,
+            secrets: None,
+            html: None,
+            markdown_exfiltration: None,
+            allowed_domains: None,
         }
+    }
+}
+
+impl ModelGuard {
+    /// `base` with this model's overrides, or `None` when it has none.
+    pub fn apply(&self, base: &palisade_guard::GuardConfig) -> Option<palisade_guard::GuardConfig> {
+        let any = self.injection.is_some()
+            || self.pii.is_some()
+            || self.secrets.is_some()
+            || self.html.is_some()
+            || self.markdown_exfiltration.is_some()
+            || self.allowed_domains.is_some();
+        if !any {
+            return None;
+        }
+        let mut c = base.clone();
+        if let Some(a) = self.injection {
+            c.injection.action = a;
+        }
+        if let Some(a) = self.pii {
+            c.pii.action = a;
+        }
+        if let Some(a) = self.secrets {
+            c.secrets.action = a;
+        }
+        if let Some(a) = self.html {
+            c.output.html.action = a;
+        }
+        if let Some(a) = self.markdown_exfiltration {
+            c.output.markdown_exfiltration.action = a;
+        }
+        if let Some(d) = &self.allowed_domains {
+            c.output.allowed_domains = d.clone();
+        }
+        Some(c)
     }
 }
 

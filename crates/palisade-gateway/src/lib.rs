@@ -93,7 +93,10 @@ pub struct Gateway {
     pub deployments: Arc<Deployments>,
     pub metrics: Arc<Metrics>,
     pub auditor: Arc<Auditor>,
+    /// Filters for models without their own guard settings.
     pub filters: Vec<Arc<dyn Filter>>,
+    /// Filters of models with `guard` overrides.
+    model_filters: HashMap<String, Vec<Arc<dyn Filter>>>,
     /// Detectors for the `redacted` body policy.
     pub redactor: Option<Arc<palisade_guard::Guard>>,
     pub client: HttpClient,
@@ -109,8 +112,8 @@ pub struct Parts {
     pub policy: Arc<palisade_auth::Policy>,
     pub source: Option<Arc<dyn ModelSource>>,
     pub audit: Arc<dyn AuditSink>,
-    /// The guardrails; `None` turns the guard filter off for every model.
-    pub guard: Option<Arc<palisade_guard::Guard>>,
+    /// The guardrails (`[guard]`); `None` turns the guard filter off for every model.
+    pub guard: Option<palisade_guard::GuardConfig>,
 }
 
 impl Gateway {
@@ -138,10 +141,26 @@ impl Gateway {
         };
         let limits = RateLimits::new(config.rate_limits.clone(), store, config.rate_limit_failure);
         let client = upstream::client(Duration::from_secs(config.limits.upstream_connect_secs)).map_err(ConfigError)?;
-        let filters: Vec<Arc<dyn Filter>> = match &parts.guard {
-            Some(g) => vec![Arc::new(filter::GuardFilter::new(g.clone()))],
-            None => Vec::new(),
+        let build = |c: &palisade_guard::GuardConfig| -> Result<Arc<palisade_guard::Guard>, ConfigError> {
+            palisade_guard::Guard::from_config(c)
+                .map(Arc::new)
+                .map_err(|e| ConfigError(format!("guard: {e}")))
         };
+        let mut redactor = None;
+        let mut filters: Vec<Arc<dyn Filter>> = Vec::new();
+        let mut model_filters = HashMap::new();
+        if let Some(base) = &parts.guard {
+            let g = build(base)?;
+            filters.push(Arc::new(filter::GuardFilter::new(g.clone())));
+            redactor = Some(g);
+            for m in &config.models {
+                if let Some(c) = m.guard.apply(base) {
+                    let g = build(&c).map_err(|e| ConfigError(format!("model `{}`: {}", m.name, e.0)))?;
+                    let own: Vec<Arc<dyn Filter>> = vec![Arc::new(filter::GuardFilter::new(g))];
+                    model_filters.insert(m.name.clone(), own);
+                }
+            }
+        }
         Ok(Arc::new(Gateway {
             auth: GatewayAuth::new(
                 parts.authenticator,
@@ -153,7 +172,8 @@ impl Gateway {
             metrics,
             auditor,
             filters,
-            redactor: parts.guard,
+            model_filters,
+            redactor,
             client,
             shedder: Shedder::new(config.limits.max_concurrency),
             shadow_slots: Arc::new(tokio::sync::Semaphore::new(64)),
@@ -178,6 +198,11 @@ impl Gateway {
                 }
             });
         }
+    }
+
+    /// The filters a model's requests go through.
+    pub fn filters_for(&self, model: &str) -> &[Arc<dyn Filter>] {
+        self.model_filters.get(model).map_or(&self.filters, Vec::as_slice)
     }
 
     /// Stops admitting requests (readiness turns false) before a shutdown.

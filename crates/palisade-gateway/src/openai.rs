@@ -252,7 +252,7 @@ async fn proxy(gw: &Arc<Gateway>, caller: &Caller, api: Api, body: Body, served:
             principal: caller.principal.id.clone(),
             schema,
         };
-        gw.filters.iter().map(|f| f.begin(&info)).collect()
+        gw.filters_for(&d.name).iter().map(|f| f.begin(&info)).collect()
     } else {
         Vec::new()
     };

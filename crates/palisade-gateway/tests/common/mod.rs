@@ -153,7 +153,6 @@ pub async fn harness(config: &str) -> Harness {
     source.add("multi", 1, &[("m/multi_input.onnx", "multi_input.onnx")]);
     let keys = Arc::new(Keys::default());
     let audit = Arc::new(MemorySink::default());
-    let guard = Arc::new(palisade_guard::Guard::from_config(&palisade_guard::GuardConfig::default()).unwrap());
     let gw = Gateway::new(
         config,
         Parts {
@@ -161,7 +160,7 @@ pub async fn harness(config: &str) -> Harness {
             policy: Arc::new(Policy::builtin().unwrap()),
             source: Some(source.clone()),
             audit: audit.clone(),
-            guard: Some(guard),
+            guard: Some(palisade_guard::GuardConfig::default()),
         },
     )
     .unwrap();

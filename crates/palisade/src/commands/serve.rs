@@ -184,7 +184,6 @@ async fn gateway(
     guard: &palisade_guard::GuardConfig,
 ) -> Result<Arc<palisade_gateway::Gateway>> {
     let policy = Arc::new(palisade_auth::Policy::load(policy_files)?);
-    let guard = Arc::new(palisade_guard::Guard::from_config(guard).context("[guard] configuration")?);
     let gw = palisade_gateway::Gateway::new(
         config,
         palisade_gateway::Parts {
@@ -192,7 +191,7 @@ async fn gateway(
             policy,
             source: Some(Arc::new(RegistrySource(registry.clone()))),
             audit: Arc::new(RegistryAudit(registry.clone())),
-            guard: Some(guard),
+            guard: Some(guard.clone()),
         },
     )?;
     let weak = Arc::downgrade(&gw);

@@ -1,0 +1,330 @@
+#!/usr/bin/env python3
+"""Gateway latency and throughput, side by side (issue 6).
+
+Runs, in one process tree on this machine:
+  - the mock OpenAI upstream (Rust, `palisade-gateway --example mock_upstream`),
+  - `palisade serve` in front of it (API-key auth, a per-key rate limit that is checked
+    on every request but never binds, access log on),
+  - LiteLLM's proxy in front of the same mock (per-key auth with an rpm limit through
+    `custom_auth`, no database; see bench/litellm_proxy.md),
+and drives each with oha (a separate process, open loop at fixed rates with latency
+correction, then closed loop to saturation) using the same non-streaming chat request.
+
+Prints Markdown tables: latency at fixed rates (direct vs through Palisade, the added
+p50/p99), saturation throughput of the three, and the ratio to LiteLLM.
+
+Usage: see bench/gateway_peers.sh (it builds the binaries and the virtualenv).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.request
+
+UPSTREAM_KEY = "sk-mock-upstream"
+LITELLM_KEY = "sk-bench-key-1"
+BODY = json.dumps({
+    "model": "mock-gpt",
+    "messages": [{"role": "user", "content": "Summarise the plot of Hamlet in two sentences, please."}],
+    "max_tokens": 64,
+})
+
+
+def wait_http(url, timeout=60.0, headers=None):
+    start = time.time()
+    while time.time() - start < timeout:
+        try:
+            req = urllib.request.Request(url, headers=headers or {})
+            with urllib.request.urlopen(req, timeout=2) as r:
+                if r.status < 500:
+                    return time.time() - start
+        except Exception:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not come up in {timeout} s")
+
+
+def post(url, token, body):
+    req = urllib.request.Request(url, data=body.encode(), method="POST",
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.status, json.loads(r.read())
+
+
+def oha(args, url, token, rate=None, duration="10s", connections=32):
+    cmd = [args.oha, "-z", duration, "-c", str(connections), "--no-tui", "--output-format", "json",
+           "-m", "POST", "-H", f"Authorization: Bearer {token}", "-H", "Content-Type: application/json",
+           "-d", BODY]
+    if rate is not None:
+        cmd += ["-q", str(rate), "--latency-correction"]
+    cmd.append(url)
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    r = json.loads(out)
+    s = r["summary"]
+    pct = r["latencyPercentiles"]
+    codes = r.get("statusCodeDistribution", {})
+    ok = sum(v for k, v in codes.items() if k.startswith("2"))
+    total = sum(codes.values()) or 1
+    return {
+        "rps": s["requestsPerSec"],
+        "p50_ms": pct["p50"] * 1000,
+        "p99_ms": pct["p99"] * 1000,
+        "ok_share": ok / total,
+        "codes": codes,
+        "errors": r.get("errorDistribution", {}),
+    }
+
+
+def start_mock(args, logs):
+    p = subprocess.Popen([args.mock, f"127.0.0.1:{args.mock_port}", UPSTREAM_KEY],
+                         stderr=open(os.path.join(logs, "mock.log"), "w"))
+    wait_http(f"http://127.0.0.1:{args.mock_port}/v1/models")
+    return p
+
+
+def start_palisade(args, logs, home, guard):
+    cfg = os.path.join(home, "palisade.toml")
+    with open(cfg, "w") as f:
+        f.write(textwrap.dedent(f"""\
+            [gateway]
+            [[gateway.upstreams]]
+            name = "mock"
+            url = "http://127.0.0.1:{args.mock_port}/v1"
+            api_key_env = "BENCH_UPSTREAM_KEY"
+            [[gateway.models]]
+            name = "mock-gpt"
+            kind = "openai"
+            guard = {{ input = {str(guard).lower()}, output = {str(guard).lower()} }}
+            [[gateway.models.backends]]
+            name = "a"
+            upstream = "mock"
+            [[gateway.rate_limits]]
+            name = "per-key"
+            scope = "key"
+            requests = 1000000000
+            window_secs = 60
+            """))
+    env = dict(os.environ, BENCH_UPSTREAM_KEY=UPSTREAM_KEY)
+    out = open(os.path.join(logs, "palisade.out"), "w")
+    p = subprocess.Popen([args.palisade, "--config", cfg, "--log-json", "serve", "--home", os.path.join(home, "state"),
+                          "--listen", f"127.0.0.1:{args.palisade_port}"],
+                         stdout=out, stderr=open(os.path.join(logs, "palisade.log"), "w"), env=env)
+    base = f"http://127.0.0.1:{args.palisade_port}"
+    wait_http(f"{base}/health")
+    admin = None
+    for _ in range(50):
+        text = open(os.path.join(logs, "palisade.out")).read()
+        for line in text.splitlines():
+            if line.strip().startswith("PALISADE_TOKEN="):
+                admin = line.strip().split("=", 1)[1]
+        if admin:
+            break
+        time.sleep(0.1)
+    if not admin:
+        raise SystemExit("no admin key in palisade's output")
+    req = urllib.request.Request(f"{base}/api/v1/keys", method="POST",
+                                 data=json.dumps({"subject": "bench", "roles": ["invoker"]}).encode(),
+                                 headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req) as r:
+        token = json.loads(r.read())["token"]
+    return p, token
+
+
+LITELLM_AUTH = textwrap.dedent("""\
+    import hmac
+
+    from fastapi import Request
+    from litellm.proxy._types import ProxyException, UserAPIKeyAuth
+
+    KEYS = {"sk-bench-key-1": {"rpm_limit": 1_000_000}}
+
+
+    async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
+        presented = (api_key or "").encode()
+        for key, limits in KEYS.items():
+            if hmac.compare_digest(presented, key.encode()):
+                return UserAPIKeyAuth(api_key=key, **limits)
+        raise ProxyException(message="Invalid API key", type="auth_error", param="api_key", code=401)
+    """)
+
+
+def start_litellm(args, logs, home):
+    d = os.path.join(home, "litellm")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "bench_auth.py"), "w") as f:
+        f.write(LITELLM_AUTH)
+    with open(os.path.join(d, "config.yaml"), "w") as f:
+        f.write(textwrap.dedent(f"""\
+            model_list:
+              - model_name: mock-gpt
+                litellm_params:
+                  model: openai/mock-gpt
+                  api_base: http://127.0.0.1:{args.mock_port}/v1
+                  api_key: {UPSTREAM_KEY}
+            litellm_settings:
+              drop_params: true
+              telemetry: false
+              num_retries: 0
+              request_timeout: 30
+            general_settings:
+              master_key: sk-bench-master-key
+              custom_auth: bench_auth.user_api_key_auth
+              disable_spend_logs: true
+              disable_reset_budget: true
+              background_health_checks: false
+            """))
+    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_TELEMETRY_DISABLED="true",
+               LITELLM_LOG="ERROR", PYTHONPATH=d)
+    cmd = [os.path.join(args.venv, "bin", "litellm"), "--config", "config.yaml", "--host", "127.0.0.1",
+           "--port", str(args.litellm_port), "--num_workers", str(args.litellm_workers)]
+    if args.litellm_workers > 1:
+        cmd += ["--timeout_worker_healthcheck", "120"]
+    p = subprocess.Popen(cmd, cwd=d, stdout=open(os.path.join(logs, "litellm.out"), "w"),
+                         stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    p.own_group = True
+    took = wait_http(f"http://127.0.0.1:{args.litellm_port}/health/liveliness", timeout=180)
+    if args.litellm_workers > 1:
+        time.sleep(30)  # the other workers import after the first answers (litellm_proxy.md)
+    return p, took
+
+
+def stop(p):
+    if p is None or p.poll() is not None:
+        return
+    if getattr(p, "own_group", False):
+        os.killpg(p.pid, signal.SIGTERM)  # LiteLLM's workers too
+    else:
+        p.terminate()
+    try:
+        p.wait(10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--palisade", required=True)
+    ap.add_argument("--mock", required=True)
+    ap.add_argument("--oha", required=True)
+    ap.add_argument("--venv", required=True, help="virtualenv with litellm[proxy] (bench/requirements-gateway-peers.txt)")
+    ap.add_argument("--rates", default="500,1000,2000,5000")
+    ap.add_argument("--litellm-rates", default="20,40")
+    ap.add_argument("--duration", default="10s")
+    ap.add_argument("--litellm-workers", type=int, default=1)
+    ap.add_argument("--mock-port", type=int, default=18080)
+    ap.add_argument("--palisade-port", type=int, default=18090)
+    ap.add_argument("--litellm-port", type=int, default=14000)
+    ap.add_argument("--skip-litellm", action="store_true")
+    args = ap.parse_args()
+
+    home = tempfile.mkdtemp(prefix="palisade-gw-bench-")
+    logs = os.path.join(home, "logs")
+    os.makedirs(logs)
+    procs = []
+    results = {}
+    try:
+        mock = start_mock(args, logs)
+        procs.append(mock)
+        direct = f"http://127.0.0.1:{args.mock_port}/v1/chat/completions"
+        pal, token = start_palisade(args, logs, home, guard=False)
+        procs.append(pal)
+        via = f"http://127.0.0.1:{args.palisade_port}/v1/chat/completions"
+        status, answer = post(via, token, BODY)
+        assert status == 200 and answer["object"] == "chat.completion", answer
+        # Warm up both paths.
+        oha(args, direct, UPSTREAM_KEY, rate=1000, duration="3s")
+        oha(args, via, token, rate=1000, duration="3s")
+
+        rows = []
+        for rate in [int(r) for r in args.rates.split(",")]:
+            d = oha(args, direct, UPSTREAM_KEY, rate=rate, duration=args.duration)
+            v = oha(args, via, token, rate=rate, duration=args.duration)
+            rows.append((rate, d, v))
+        results["fixed"] = [{"rate": r, "direct": d, "palisade": v} for r, d, v in rows]
+        sat_direct = oha(args, direct, UPSTREAM_KEY, duration=args.duration, connections=64)
+        sat_pal = oha(args, via, token, duration=args.duration, connections=64)
+        results["saturation"] = {"direct": sat_direct, "palisade": sat_pal}
+        stop(pal)
+        procs.remove(pal)
+
+        # The same with guardrails on both phases.
+        guarded_home = os.path.join(home, "guarded")
+        os.makedirs(guarded_home)
+        pal_g, token_g = start_palisade(args, logs, guarded_home, guard=True)
+        procs.append(pal_g)
+        oha(args, via, token_g, rate=1000, duration="3s")
+        results["guarded"] = [{"rate": r, "palisade": oha(args, via, token_g, rate=r, duration=args.duration)}
+                              for r in [int(x) for x in args.rates.split(",")][:3]]
+        results["guarded_saturation"] = oha(args, via, token_g, duration=args.duration, connections=64)
+        stop(pal_g)
+        procs.remove(pal_g)
+
+        if not args.skip_litellm:
+            lite, took = start_litellm(args, logs, home)
+            procs.append(lite)
+            lurl = f"http://127.0.0.1:{args.litellm_port}/v1/chat/completions"
+            status, answer = post(lurl, LITELLM_KEY, BODY)
+            assert status == 200, answer
+            oha(args, lurl, LITELLM_KEY, rate=20, duration="5s", connections=8)
+            results["litellm_startup_s"] = took
+            results["litellm_fixed"] = [{"rate": r, "litellm": oha(args, lurl, LITELLM_KEY, rate=r, duration=args.duration, connections=16)}
+                                        for r in [int(x) for x in args.litellm_rates.split(",")]]
+            results["litellm_saturation"] = oha(args, lurl, LITELLM_KEY, duration=args.duration, connections=16)
+            stop(lite)
+            procs.remove(lite)
+    finally:
+        for p in procs:
+            stop(p)
+    print_tables(results)
+    with open(os.path.join(logs, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    print(f"\nraw results: {os.path.join(logs, 'results.json')}")
+    shutil.rmtree(os.path.join(home, "state"), ignore_errors=True)
+
+
+def print_tables(r):
+    print("\n### Added latency (non-streaming chat, open loop, latency-corrected)\n")
+    print("| rate (req/s) | direct p50 | direct p99 | via Palisade p50 | via Palisade p99 | added p50 | added p99 | 2xx |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in r["fixed"]:
+        d, v = row["direct"], row["palisade"]
+        print(f"| {row['rate']} (got {v['rps']:.0f}) | {d['p50_ms']:.3f} ms | {d['p99_ms']:.3f} ms | {v['p50_ms']:.3f} ms | "
+              f"{v['p99_ms']:.3f} ms | {v['p50_ms'] - d['p50_ms']:.3f} ms | {v['p99_ms'] - d['p99_ms']:.3f} ms | "
+              f"{v['ok_share'] * 100:.1f} % |")
+    if "guarded" in r:
+        print("\nWith the guardrails on (request and response phases):\n")
+        print("| rate | p50 | p99 | 2xx |")
+        print("|---|---|---|---|")
+        for row in r["guarded"]:
+            v = row["palisade"]
+            print(f"| {row['rate']} | {v['p50_ms']:.3f} ms | {v['p99_ms']:.3f} ms | {v['ok_share'] * 100:.1f} % |")
+    print("\n### Saturation (closed loop)\n")
+    print("| target | connections | req/s | p50 | p99 | 2xx |")
+    print("|---|---|---|---|---|---|")
+    s = r["saturation"]
+    for name, v, c in [("mock directly", s["direct"], 64), ("Palisade", s["palisade"], 64)] + \
+            ([("Palisade, guardrails on", r["guarded_saturation"], 64)] if "guarded_saturation" in r else []) + \
+            ([("LiteLLM", r["litellm_saturation"], 16)] if "litellm_saturation" in r else []):
+        print(f"| {name} | {c} | {v['rps']:.0f} | {v['p50_ms']:.2f} ms | {v['p99_ms']:.2f} ms | {v['ok_share'] * 100:.1f} % |")
+    if "litellm_saturation" in r:
+        print("\nLiteLLM at fixed rates:\n")
+        print("| rate | p50 | p99 | 2xx |")
+        print("|---|---|---|---|")
+        for row in r["litellm_fixed"]:
+            v = row["litellm"]
+            print(f"| {row['rate']} (got {v['rps']:.0f}) | {v['p50_ms']:.2f} ms | {v['p99_ms']:.2f} ms | {v['ok_share'] * 100:.1f} % |")
+        lp, pp = r["litellm_saturation"], r["saturation"]["palisade"]
+        print(f"\nThroughput ratio at saturation: Palisade {pp['rps']:.0f} req/s (p99 {pp['p99_ms']:.2f} ms) vs "
+              f"LiteLLM {lp['rps']:.0f} req/s (p99 {lp['p99_ms']:.2f} ms) = **{pp['rps'] / max(lp['rps'], 1e-9):.0f}×**, "
+              f"with Palisade's p99 {'below' if pp['p99_ms'] <= lp['p99_ms'] else 'above'} LiteLLM's.")
+        print(f"LiteLLM start-up to first liveliness answer: {r['litellm_startup_s']:.1f} s.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
