@@ -102,8 +102,10 @@ pub struct Gateway {
     pub client: HttpClient,
     pub shedder: Shedder,
     shadow_slots: Arc<tokio::sync::Semaphore>,
-    /// Non-zero while the gateway refuses new work (shutting down).
+    /// Set while the gateway refuses new work (shutting down).
     draining: std::sync::atomic::AtomicBool,
+    /// When a rate-limit store failure was last logged (Unix seconds).
+    limiter_logged: std::sync::atomic::AtomicU64,
 }
 
 /// What [`Gateway::new`] needs besides the configuration.
@@ -178,6 +180,7 @@ impl Gateway {
             shedder: Shedder::new(config.limits.max_concurrency),
             shadow_slots: Arc::new(tokio::sync::Semaphore::new(64)),
             draining: std::sync::atomic::AtomicBool::new(false),
+            limiter_logged: std::sync::atomic::AtomicU64::new(0),
             config,
         }))
     }
@@ -242,6 +245,63 @@ impl Gateway {
             format!("{} may not {action} {what}", caller.principal.subject),
         )
         .wire(wire))
+    }
+
+    /// Checks the rate limits for a request that may use `tokens` tokens. A refusal is
+    /// counted and audited; a store failure is handled as configured (fail open or
+    /// closed), counted, and logged at most once every 10 s.
+    pub async fn admit(&self, caller: &Caller, model: &str, tokens: u64) -> Result<ratelimit::Admission, GatewayError> {
+        let failure = match self.limits.admit(&caller.principal, model, tokens).await {
+            Ok(a) => return Ok(a),
+            Err(f) => f,
+        };
+        let store_down = |mode: &'static str, e: &dyn std::fmt::Display| {
+            self.metrics.limiter_errors.get_or_create(&metrics::Mode { mode }).inc();
+            let now = palisade_core::time::now_secs();
+            let last = self.limiter_logged.load(std::sync::atomic::Ordering::Relaxed);
+            if now >= last + 10
+                && self
+                    .limiter_logged
+                    .compare_exchange(
+                        last,
+                        now,
+                        std::sync::atomic::Ordering::Relaxed,
+                        std::sync::atomic::Ordering::Relaxed,
+                    )
+                    .is_ok()
+            {
+                if mode == "open" {
+                    tracing::warn!(error = %e, store = self.limits.store_name(), "rate-limit store unavailable: requests admitted without limits (fail open)");
+                } else {
+                    tracing::error!(error = %e, store = self.limits.store_name(), "rate-limit store unavailable: requests refused (fail closed)");
+                }
+            }
+        };
+        match failure {
+            ratelimit::Failure::Open(e) => {
+                store_down("open", &e);
+                Ok(ratelimit::Admission::default())
+            }
+            ratelimit::Failure::Closed(e) if e.kind == Kind::RateLimited => {
+                let rule = e
+                    .headers
+                    .iter()
+                    .find(|(k, _)| *k == "x-ratelimit-rule")
+                    .map(|(_, v)| v.clone());
+                self.metrics
+                    .rate_limited
+                    .get_or_create(&metrics::Rule {
+                        rule: rule.clone().unwrap_or_default(),
+                    })
+                    .inc();
+                self.refused(caller, "infer", model, "rate_limited", json!({ "rule": rule }));
+                Err(e)
+            }
+            ratelimit::Failure::Closed(e) => {
+                store_down("closed", &e.message);
+                Err(e)
+            }
+        }
     }
 
     /// A guardrail or rate-limit refusal, counted and audited.

@@ -19,7 +19,6 @@ use crate::deploy::{Backend, Deployment, Loaded};
 use crate::error::{GatewayError, GwResult, Kind, Wire};
 use crate::metrics::{ModelBackend, Shadow};
 use crate::onnx::{InferError, InputTensor, OutputTensor};
-use crate::ratelimit::Failure;
 use crate::{Caller, Gateway, Served};
 
 /// Inputs with more elements than this run on the blocking pool (small ones inline).
@@ -237,40 +236,7 @@ async fn infer_inner(
     served.body_log = d.config.body_log;
     let req: InferRequest =
         serde_json::from_slice(&bytes).map_err(|e| GatewayError::invalid(format!("not an inference request: {e}")))?;
-    let admission = match gw.limits.admit(&caller.principal, &d.name, 0).await {
-        Ok(a) => a,
-        Err(Failure::Open(e)) => {
-            gw.metrics
-                .limiter_errors
-                .get_or_create(&crate::metrics::Mode { mode: "open" })
-                .inc();
-            tracing::warn!(error = %e, "rate limiter unavailable: request admitted (fail open)");
-            Default::default()
-        }
-        Err(Failure::Closed(e)) => {
-            if e.kind == Kind::RateLimited {
-                let rule = e
-                    .headers
-                    .iter()
-                    .find(|(k, _)| *k == "x-ratelimit-rule")
-                    .map(|(_, v)| v.clone());
-                gw.metrics
-                    .rate_limited
-                    .get_or_create(&crate::metrics::Rule {
-                        rule: rule.clone().unwrap_or_default(),
-                    })
-                    .inc();
-                gw.refused(caller, "infer", &d.name, "rate_limited", json!({ "rule": rule }));
-            } else {
-                gw.metrics
-                    .limiter_errors
-                    .get_or_create(&crate::metrics::Mode { mode: "closed" })
-                    .inc();
-                tracing::error!("rate limiter unavailable: request refused (fail closed)");
-            }
-            return Err(e);
-        }
-    };
+    let admission = gw.admit(caller, &d.name, 0).await?;
     let (index, loaded, shadow) = match version {
         Some(v) => {
             let (i, l) = backend_for_version(&d, v)?;

@@ -27,7 +27,7 @@ use crate::deploy::{Deployment, Target};
 use crate::error::{GatewayError, GwResult, Kind, Wire};
 use crate::filter::{self, Action, RequestFilter, RequestInfo, StreamChain};
 use crate::metrics::{Detection, ModelBackend, Shadow, Tokens};
-use crate::ratelimit::{Admission, Failure};
+use crate::ratelimit::Admission;
 use crate::{Caller, Gateway, Served};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,42 +153,6 @@ fn record_findings(gw: &Gateway, phase: &'static str, findings: &[filter::Findin
                 phase,
             })
             .inc();
-    }
-}
-
-fn admit_failure(gw: &Gateway, caller: &Caller, model: &str, f: Failure) -> Result<Admission, GatewayError> {
-    match f {
-        Failure::Open(e) => {
-            gw.metrics
-                .limiter_errors
-                .get_or_create(&crate::metrics::Mode { mode: "open" })
-                .inc();
-            tracing::warn!(error = %e, "rate limiter unavailable: request admitted (fail open)");
-            Ok(Admission::default())
-        }
-        Failure::Closed(e) => {
-            if e.kind == Kind::RateLimited {
-                let rule = e
-                    .headers
-                    .iter()
-                    .find(|(k, _)| *k == "x-ratelimit-rule")
-                    .map(|(_, v)| v.clone());
-                gw.metrics
-                    .rate_limited
-                    .get_or_create(&crate::metrics::Rule {
-                        rule: rule.clone().unwrap_or_default(),
-                    })
-                    .inc();
-                gw.refused(caller, "infer", model, "rate_limited", json!({ "rule": rule }));
-            } else {
-                gw.metrics
-                    .limiter_errors
-                    .get_or_create(&crate::metrics::Mode { mode: "closed" })
-                    .inc();
-                tracing::error!("rate limiter unavailable: request refused (fail closed)");
-            }
-            Err(e)
-        }
     }
 }
 
@@ -321,10 +285,7 @@ async fn proxy(gw: &Arc<Gateway>, caller: &Caller, api: Api, body: Body, served:
         }
     };
     let estimate = estimate_tokens(pointers.len(), prompt_bytes);
-    let admission = match gw.limits.admit(&caller.principal, &d.name, estimate + max_tokens).await {
-        Ok(a) => a,
-        Err(f) => admit_failure(gw, caller, &d.name, f)?,
-    };
+    let admission = gw.admit(caller, &d.name, estimate + max_tokens).await?;
 
     // Upstream.
     let route = d.route();

@@ -416,7 +416,11 @@ async fn guardrails_act_on_prompts_answers_and_streams() {
     let r = h.post("/v1/chat/completions", &t, &lenient).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["choices"][0]["message"]["content"], exfil);
-    assert!(h.gw.metrics.encode().contains("palisade_gateway_guard_detections_total{code=\"GRD001\",phase=\"request\"}"));
+    assert!(h
+        .gw
+        .metrics
+        .encode()
+        .contains("palisade_gateway_guard_detections_total{code=\"GRD001\",phase=\"request\"}"));
 }
 
 #[tokio::test]
@@ -814,4 +818,25 @@ async fn load_is_shed_beyond_the_concurrency_limit() {
     let ok = codes.iter().filter(|(c, _)| *c == 200).count();
     let shed = codes.iter().filter(|(c, r)| *c == 503 && *r).count();
     assert_eq!((ok, shed), (2, 4), "{codes:?}");
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_fails_closed_or_open_as_configured() {
+    let rule = "\n[[rate_limits]]\nname = \"r\"\nscope = \"key\"\nrequests = 100\n";
+    let row = infer_body(&[vec![5.1, 3.5, 1.4, 0.2]]);
+    for (mode, want) in [("closed", 503), ("open", 200)] {
+        // Nothing listens on port 9 of loopback.
+        let config = format!("redis_url = \"redis://127.0.0.1:9/\"\nrate_limit_failure = \"{mode}\"\n{BASE}{rule}");
+        let h = harness(&config).await;
+        let (_, t) = h.keys.add("svc", &["invoker"]);
+        let r = h.post("/v2/models/iris/infer", &t, &row).await;
+        assert_eq!(r.status, want, "{mode}: {}", r.text());
+        let m = h.gw.metrics.encode();
+        assert!(
+            m.contains(&format!(
+                "palisade_gateway_rate_limit_store_errors_total{{mode=\"{mode}\"}} 1"
+            )),
+            "{m}"
+        );
+    }
 }
