@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Guardrails side by side (issue 7): Palisade vs Presidio (pattern recognisers) and
 # llm-guard (rule-based Secrets scanner) on a generated PII/secrets set, plus Palisade's
-# prompt-injection metrics and latency on the validation sets. Peers are installed from
+# prompt-injection metrics and latency on the validation sets and on the guard's held-out
+# short and task-style sets (crates/palisade-guard/data). Peers are installed from
 # PyPI into a throw-away virtualenv (bench/.venv-guard); nothing downloads a model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,3 +24,5 @@ echo "== PII and secrets (bench/out/pii.jsonl)"
 data=../shared/datasets/prompt-injection
 echo "== prompt injection (validation sets; model trained on the *-train files only)"
 "$bin" guard eval "$data/s-labs-validation.jsonl" "$data/neuralchemy-validation.jsonl" --latency-bytes 1024
+echo "== prompt injection (the guard's held-out short and task-style sets; never trained on)"
+"$bin" guard eval crates/palisade-guard/data/heldout-benign.jsonl crates/palisade-guard/data/heldout-attacks.jsonl

@@ -221,16 +221,29 @@ fn training_on_a_slice_learns_and_generalises() {
     assert!(m.f1 > 0.8, "held-out F1 {:.3}", m.f1);
 }
 
+/// The guard's own training augmentation (`data/gen_train.py` writes it).
+fn load_augmentation() -> Vec<Example> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/train-augment.jsonl");
+    let f = std::fs::File::open(&path).unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+    read_jsonl(std::io::BufReader::new(f), "train-augment.jsonl").unwrap()
+}
+
 #[test]
 fn shipped_model_is_reproducible_and_meets_the_target() {
+    // The documented order: the two public training sets, then the augmentation.
     let mut examples = Vec::new();
     for name in ["s-labs-train.jsonl", "neuralchemy-train.jsonl"] {
         examples.extend(load(name).into_iter().map(|e| (e.text, e.label)));
     }
+    examples.extend(load_augmentation().into_iter().map(|e| (e.text, e.label)));
     let model = train(&examples, &TrainOptions::default()).unwrap();
     assert!(
         model.to_bytes() == DEFAULT_MODEL,
-        "model/default.bin differs from `palisade guard train ../shared/datasets/prompt-injection/s-labs-train.jsonl ../shared/datasets/prompt-injection/neuralchemy-train.jsonl`"
+        "model/default.bin differs from `palisade guard train ../shared/datasets/prompt-injection/s-labs-train.jsonl ../shared/datasets/prompt-injection/neuralchemy-train.jsonl crates/palisade-guard/data/train-augment.jsonl`"
+    );
+    assert_eq!(
+        model.evidence_features,
+        palisade_guard::classifier::DEFAULT_EVIDENCE_FEATURES
     );
     let g = guard();
     for name in ["s-labs-validation.jsonl", "neuralchemy-validation.jsonl"] {
@@ -239,7 +252,7 @@ fn shipped_model_is_reproducible_and_meets_the_target() {
             rows.iter()
                 .map(|e| (g.injection(&e.text).score >= g.threshold(), e.label)),
         );
-        assert!(m.f1 >= 0.93, "{name}: F1 {:.4}", m.f1);
+        assert!(m.f1 >= 0.95, "{name}: F1 {:.4}", m.f1);
         assert!(
             m.false_positive_rate <= 0.08,
             "{name}: FPR {:.4}",

@@ -34,7 +34,7 @@ pub enum GuardCommand {
     /// Train the prompt-injection classifier on labelled JSON Lines
     /// (`{"text": ..., "label": 0|1}`); deterministic: the same data gives the same model.
     #[command(
-        after_help = "Example:\n  palisade guard train ../shared/datasets/prompt-injection/*-train.jsonl --output model.bin"
+        after_help = "Example (the shipped model, in this order):\n  palisade guard train ../shared/datasets/prompt-injection/s-labs-train.jsonl \\\n    ../shared/datasets/prompt-injection/neuralchemy-train.jsonl \\\n    crates/palisade-guard/data/train-augment.jsonl --output model.bin"
     )]
     Train(TrainArgs),
 }
