@@ -12,7 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/palisade-target}"
 
-cargo build --release --locked -p palisade -p palisade-gateway --example mock_upstream
+cargo build --release --locked -p palisade
+cargo build --release --locked -p palisade-gateway --example mock_upstream
 PALISADE="${PALISADE:-$CARGO_TARGET_DIR/release/palisade}"
 MOCK="$CARGO_TARGET_DIR/release/examples/mock_upstream"
 

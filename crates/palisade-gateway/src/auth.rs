@@ -54,8 +54,17 @@ impl GatewayAuth {
         let Some(raw) = header else {
             return Err(AuthError::Missing);
         };
+        self.authenticate_keyed(raw, Self::key(raw)).await
+    }
+
+    /// The cache key of a credential (what [`GatewayAuth::authorize`] takes).
+    pub fn key(raw: &[u8]) -> [u8; 32] {
+        Sha256::digest(raw).into()
+    }
+
+    /// [`GatewayAuth::authenticate`] with the credential's cache key already computed.
+    pub async fn authenticate_keyed(&self, raw: &[u8], digest: [u8; 32]) -> Result<Arc<Principal>, AuthError> {
         let now = Instant::now();
-        let digest: [u8; 32] = Sha256::digest(raw).into();
         if !self.ttl.is_zero() {
             if let Some(e) = self.cache.lock().get(&digest) {
                 if e.expires > now {
@@ -101,16 +110,17 @@ impl GatewayAuth {
     }
 
     /// Whether `p` may take `action` on `model` (`None`: the gateway as a whole), with the
-    /// deciding policies when it was asked now (`None` when cached).
+    /// deciding policies when it was asked now (`(cached)` otherwise). `credential` is the
+    /// cache key of the credential `p` came from ([`GatewayAuth::key`]).
     pub fn authorize(
         &self,
-        header: Option<&[u8]>,
+        credential: Option<&[u8; 32]>,
         p: &Principal,
         action: &'static str,
         model: Option<&str>,
     ) -> Decision {
         let key = (action, model.unwrap_or("").to_owned());
-        let digest: Option<[u8; 32]> = header.map(|h| Sha256::digest(h).into());
+        let digest = credential.copied();
         if let Some(d) = digest {
             if let Some(e) = self.cache.lock().get(&d) {
                 if let Some(allowed) = e.decisions.get(&key) {
@@ -212,6 +222,8 @@ mod tests {
         let (_, auth, header) = setup(Duration::from_secs(60));
         let h = Some(header.as_bytes());
         let p = auth.authenticate(h).await.unwrap();
+        let k = GatewayAuth::key(header.as_bytes());
+        let h = Some(&k);
         let first = auth.authorize(h, &p, "infer", Some("iris"));
         assert!(first.allowed && first.policies == ["builtin:infer"], "{first:?}");
         assert!(auth.authorize(h, &p, "infer", Some("iris")).allowed);

@@ -68,7 +68,8 @@ pub const PUBLIC_ROUTES: &[(&str, &str)] = &[("GET", "/v2/health/live"), ("GET",
 #[derive(Clone, Debug)]
 pub struct Caller {
     pub principal: Arc<palisade_auth::Principal>,
-    header: Option<HeaderValue>,
+    /// The credential's cache key.
+    key: [u8; 32],
 }
 
 /// The authenticated principal's id, for the access log.
@@ -226,8 +227,7 @@ impl Gateway {
         model: Option<&str>,
         wire: Wire,
     ) -> Result<(), GatewayError> {
-        let header = caller.header.as_ref().map(|h| h.as_bytes());
-        let d = self.auth.authorize(header, &caller.principal, action, model);
+        let d = self.auth.authorize(Some(&caller.key), &caller.principal, action, model);
         if d.allowed {
             return Ok(());
         }
@@ -351,11 +351,17 @@ async fn authenticate(
         return next.run(req).await;
     }
     let wire = Wire::for_path(req.uri().path());
-    let header = req.headers().get(header::AUTHORIZATION).cloned();
-    match gw.auth.authenticate(header.as_ref().map(|h| h.as_bytes())).await {
-        Ok(principal) => {
+    let result = match req.headers().get(header::AUTHORIZATION) {
+        Some(h) => {
+            let key = GatewayAuth::key(h.as_bytes());
+            gw.auth.authenticate_keyed(h.as_bytes(), key).await.map(|p| (p, key))
+        }
+        None => Err(palisade_auth::AuthError::Missing),
+    };
+    match result {
+        Ok((principal, key)) => {
             let who = Who(principal.id.clone());
-            req.extensions_mut().insert(Caller { principal, header });
+            req.extensions_mut().insert(Caller { principal, key });
             let mut resp = next.run(req).await;
             resp.extensions_mut().insert(who);
             resp

@@ -67,14 +67,13 @@ async fn embeddings(State(gw): State<Arc<Gateway>>, Extension(c): Extension<Call
 
 /// The LLM models this caller may call.
 async fn list_models(State(gw): State<Arc<Gateway>>, Extension(caller): Extension<Caller>) -> Response {
-    let header = caller.header.as_ref().map(|h| h.as_bytes());
     let mut data: Vec<Value> = gw
         .deployments
         .all()
         .filter(|d| d.kind() == ModelKind::Openai)
         .filter(|d| {
             gw.auth
-                .authorize(header, &caller.principal, "infer", Some(&d.name))
+                .authorize(Some(&caller.key), &caller.principal, "infer", Some(&d.name))
                 .allowed
         })
         .map(|d| json!({ "id": d.name, "object": "model", "created": 0, "owned_by": "palisade" }))

@@ -374,6 +374,9 @@ pub struct ServeArgs {
     /// returns it, once. For deployments where nobody reads the server's output.
     #[arg(long, env = "PALISADE_BOOTSTRAP_TOKEN_FILE", value_name = "FILE")]
     pub bootstrap_token_file: Option<PathBuf>,
+    /// Worker threads of the server [default: one per CPU, or `serve.workers`].
+    #[arg(long, env = "PALISADE_WORKERS")]
+    pub workers: Option<usize>,
     /// Serve only one of the two routers (at scale, run them as separate processes over
     /// the same database and blob store) [default: both on one listener].
     #[arg(long, value_enum)]

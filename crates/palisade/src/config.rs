@@ -70,6 +70,8 @@ pub struct ServeConfig {
     pub max_header_bytes: Option<usize>,
     /// Most open connections (default 10000).
     pub max_connections: Option<usize>,
+    /// Worker threads (default: one per CPU).
+    pub workers: Option<usize>,
 }
 
 /// `[auth]`: who may call the servers.

@@ -21,7 +21,8 @@ pub const EXIT_ERROR: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     config::set_explicit(cli.config.clone());
-    init_tracing(cli.verbose, cli.log_json, matches!(cli.command, Command::Serve(_)));
+    // Held until exit: it flushes the server's log writer.
+    let _log_guard = init_tracing(cli.verbose, cli.log_json, matches!(cli.command, Command::Serve(_)));
     let result = match cli.command {
         Command::Scan(args) => commands::scan::run(args, cli.config.as_deref()),
         Command::Rule(args) => commands::rule::run(args),
@@ -53,7 +54,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(verbose: u8, json: bool, serving: bool) {
+fn init_tracing(verbose: u8, json: bool, serving: bool) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     use tracing_subscriber::EnvFilter;
     let level = match verbose {
         0 => "warn",
@@ -69,13 +70,27 @@ fn init_tracing(verbose: u8, json: bool, serving: bool) {
         level.to_owned()
     };
     let filter = EnvFilter::try_from_env("PALISADE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(serving);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(serving);
+    if serving {
+        // A server writes a line per request: through a background writer, so a request
+        // never waits on stderr. Not lossy: when the writer falls behind, requests wait
+        // rather than lose their access-log lines.
+        let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .lossy(false)
+            .finish(std::io::stderr());
+        let builder = builder.with_writer(writer);
+        if json {
+            builder.json().init();
+        } else {
+            builder.init();
+        }
+        return Some(guard);
+    }
+    let builder = builder.with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
         builder.without_time().init();
     }
+    None
 }

@@ -93,10 +93,14 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> Result<u8> {
     };
     let guard_config = config.guard;
     let only = args.only;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.workers.or(config.serve.workers) {
+        if n == 0 {
+            anyhow::bail!("--workers must be at least 1");
+        }
+        rt.worker_threads(n);
+    }
+    let rt = rt.enable_all().build().context("cannot start the async runtime")?;
     rt.block_on(async move {
         let accepts_jwt = options.jwt.is_some();
         let policy_files = options.policy_files.clone();
