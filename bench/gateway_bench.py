@@ -3,6 +3,8 @@
 
 Runs, in one process tree on this machine:
   - the mock OpenAI upstream (Rust, `palisade-gateway --example mock_upstream`),
+  - nginx as a plain reverse proxy in front of it (when installed: Debian's `nginx`),
+    the floor any proxy pays for the extra loopback hop — no auth, no parsing,
   - `palisade serve` in front of it (API-key auth, a per-key rate limit that is checked
     on every request but never binds, access log on),
   - LiteLLM's proxy in front of the same mock (per-key auth with an rpm limit through
@@ -81,10 +83,54 @@ def oha(args, url, token, rate=None, duration="10s", connections=32):
     }
 
 
+def median(runs):
+    """The run-wise median of each measure (p50, p99, rate), and the worst 2xx share."""
+    def mid(key):
+        xs = sorted(r[key] for r in runs)
+        return xs[len(xs) // 2]
+    return {"rps": mid("rps"), "p50_ms": mid("p50_ms"), "p99_ms": mid("p99_ms"),
+            "ok_share": min(r["ok_share"] for r in runs), "runs": len(runs),
+            "p50_all": [round(r["p50_ms"], 3) for r in runs], "p99_all": [round(r["p99_ms"], 3) for r in runs]}
+
+
 def start_mock(args, logs):
     p = subprocess.Popen([args.mock, f"127.0.0.1:{args.mock_port}", UPSTREAM_KEY],
                          stderr=open(os.path.join(logs, "mock.log"), "w"))
     wait_http(f"http://127.0.0.1:{args.mock_port}/v1/models")
+    return p
+
+
+def start_nginx(args, logs, home):
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if nginx is None:
+        return None
+    d = os.path.join(home, "nginx")
+    os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(textwrap.dedent(f"""\
+            worker_processes {args.palisade_workers or 2};
+            daemon off;
+            pid {d}/nginx.pid;
+            error_log {logs}/nginx.err warn;
+            events {{ worker_connections 4096; }}
+            http {{
+              access_log off;
+              client_body_temp_path {d}/tmp;
+              proxy_temp_path {d}/tmp;
+              upstream mock {{ server 127.0.0.1:{args.mock_port}; keepalive 256; }}
+              server {{
+                listen 127.0.0.1:{args.nginx_port};
+                location / {{
+                  proxy_pass http://mock;
+                  proxy_http_version 1.1;
+                  proxy_set_header Connection "";
+                }}
+              }}
+            }}
+            """))
+    p = subprocess.Popen([nginx, "-c", conf, "-p", d], stderr=open(os.path.join(logs, "nginx.out"), "w"))
+    wait_http(f"http://127.0.0.1:{args.nginx_port}/v1/models")
     return p
 
 
@@ -112,8 +158,9 @@ def start_palisade(args, logs, home, guard):
             """))
     env = dict(os.environ, BENCH_UPSTREAM_KEY=UPSTREAM_KEY)
     out = open(os.path.join(logs, "palisade.out"), "w")
+    workers = ["--workers", str(args.palisade_workers)] if args.palisade_workers else []
     p = subprocess.Popen([args.palisade, "--config", cfg, "--log-json", "serve", "--home", os.path.join(home, "state"),
-                          "--listen", f"127.0.0.1:{args.palisade_port}"],
+                          "--listen", f"127.0.0.1:{args.palisade_port}"] + workers,
                          stdout=out, stderr=open(os.path.join(logs, "palisade.log"), "w"), env=env)
     base = f"http://127.0.0.1:{args.palisade_port}"
     wait_http(f"{base}/health")
@@ -197,14 +244,27 @@ def start_litellm(args, logs, home):
 def stop(p):
     if p is None or p.poll() is not None:
         return
-    if getattr(p, "own_group", False):
-        os.killpg(p.pid, signal.SIGTERM)  # LiteLLM's workers too
-    else:
-        p.terminate()
+    group = getattr(p, "own_group", False)  # LiteLLM: its workers too
+
+    def send(sig):
+        if group:
+            os.killpg(p.pid, sig)
+        else:
+            p.send_signal(sig)
+
+    send(signal.SIGTERM)
     try:
         p.wait(10)
     except subprocess.TimeoutExpired:
-        p.kill()
+        send(signal.SIGKILL)
+        p.wait(5)
+
+
+def require_free(port):
+    import socket
+    with socket.socket() as s:
+        if s.connect_ex(("127.0.0.1", port)) == 0:
+            raise SystemExit(f"port {port} is in use (a process from an earlier run?); stop it first")
 
 
 def main():
@@ -216,13 +276,18 @@ def main():
     ap.add_argument("--rates", default="500,1000,2000,5000")
     ap.add_argument("--litellm-rates", default="20,40")
     ap.add_argument("--duration", default="10s")
+    ap.add_argument("--reps", type=int, default=3, help="interleaved runs per rate and target (medians reported)")
     ap.add_argument("--litellm-workers", type=int, default=1)
     ap.add_argument("--mock-port", type=int, default=18080)
     ap.add_argument("--palisade-port", type=int, default=18090)
     ap.add_argument("--litellm-port", type=int, default=14000)
+    ap.add_argument("--nginx-port", type=int, default=18070)
+    ap.add_argument("--palisade-workers", type=int, default=0, help="worker threads (default: one per CPU)")
     ap.add_argument("--skip-litellm", action="store_true")
     args = ap.parse_args()
 
+    for port in (args.mock_port, args.palisade_port, args.litellm_port, args.nginx_port):
+        require_free(port)
     home = tempfile.mkdtemp(prefix="palisade-gw-bench-")
     logs = os.path.join(home, "logs")
     os.makedirs(logs)
@@ -241,15 +306,28 @@ def main():
         oha(args, direct, UPSTREAM_KEY, rate=1000, duration="3s")
         oha(args, via, token, rate=1000, duration="3s")
 
+        ngx = start_nginx(args, logs, home)
+        if ngx is not None:
+            procs.append(ngx)
+        floor = f"http://127.0.0.1:{args.nginx_port}/v1/chat/completions"
         rows = []
         for rate in [int(r) for r in args.rates.split(",")]:
-            d = oha(args, direct, UPSTREAM_KEY, rate=rate, duration=args.duration)
-            v = oha(args, via, token, rate=rate, duration=args.duration)
-            rows.append((rate, d, v))
-        results["fixed"] = [{"rate": r, "direct": d, "palisade": v} for r, d, v in rows]
+            # Interleaved repetitions, medians: a shared VM's noise hits all three alike.
+            runs = {"d": [], "v": [], "n": []}
+            for _ in range(args.reps):
+                runs["d"].append(oha(args, direct, UPSTREAM_KEY, rate=rate, duration=args.duration))
+                runs["v"].append(oha(args, via, token, rate=rate, duration=args.duration))
+                if ngx:
+                    runs["n"].append(oha(args, floor, UPSTREAM_KEY, rate=rate, duration=args.duration))
+            rows.append((rate, median(runs["d"]), median(runs["v"]), median(runs["n"]) if ngx else None))
+        results["fixed"] = [{"rate": r, "direct": d, "palisade": v, "nginx": n} for r, d, v, n in rows]
         sat_direct = oha(args, direct, UPSTREAM_KEY, duration=args.duration, connections=64)
         sat_pal = oha(args, via, token, duration=args.duration, connections=64)
         results["saturation"] = {"direct": sat_direct, "palisade": sat_pal}
+        if ngx is not None:
+            results["saturation"]["nginx"] = oha(args, floor, UPSTREAM_KEY, duration=args.duration, connections=64)
+            stop(ngx)
+            procs.remove(ngx)
         stop(pal)
         procs.remove(pal)
 
@@ -289,7 +367,7 @@ def main():
 
 
 def print_tables(r):
-    print("\n### Added latency (non-streaming chat, open loop, latency-corrected)\n")
+    print("\n### Added latency (non-streaming chat, open loop, latency-corrected; medians of interleaved runs)\n")
     print("| rate (req/s) | direct p50 | direct p99 | via Palisade p50 | via Palisade p99 | added p50 | added p99 | 2xx |")
     print("|---|---|---|---|---|---|---|---|")
     for row in r["fixed"]:
@@ -297,6 +375,15 @@ def print_tables(r):
         print(f"| {row['rate']} (got {v['rps']:.0f}) | {d['p50_ms']:.3f} ms | {d['p99_ms']:.3f} ms | {v['p50_ms']:.3f} ms | "
               f"{v['p99_ms']:.3f} ms | {v['p50_ms'] - d['p50_ms']:.3f} ms | {v['p99_ms'] - d['p99_ms']:.3f} ms | "
               f"{v['ok_share'] * 100:.1f} % |")
+    if any(row.get("nginx") for row in r["fixed"]):
+        print("\nThe floor: nginx as a plain reverse proxy (keep-alive upstream, no auth, no parsing) on the same hop:\n")
+        print("| rate | nginx p50 | nginx p99 | nginx added p50 | nginx added p99 | Palisade added p50 − nginx added p50 |")
+        print("|---|---|---|---|---|---|")
+        for row in r["fixed"]:
+            d, v, n = row["direct"], row["palisade"], row.get("nginx")
+            if n:
+                print(f"| {row['rate']} | {n['p50_ms']:.3f} ms | {n['p99_ms']:.3f} ms | {n['p50_ms'] - d['p50_ms']:.3f} ms | "
+                      f"{n['p99_ms'] - d['p99_ms']:.3f} ms | {v['p50_ms'] - n['p50_ms']:.3f} ms |")
     if "guarded" in r:
         print("\nWith the guardrails on (request and response phases):\n")
         print("| rate | p50 | p99 | 2xx |")
@@ -309,6 +396,7 @@ def print_tables(r):
     print("|---|---|---|---|---|---|")
     s = r["saturation"]
     for name, v, c in [("mock directly", s["direct"], 64), ("Palisade", s["palisade"], 64)] + \
+            ([("nginx (plain proxy)", s["nginx"], 64)] if "nginx" in s else []) + \
             ([("Palisade, guardrails on", r["guarded_saturation"], 64)] if "guarded_saturation" in r else []) + \
             ([("LiteLLM", r["litellm_saturation"], 16)] if "litellm_saturation" in r else []):
         print(f"| {name} | {c} | {v['rps']:.0f} | {v['p50_ms']:.2f} ms | {v['p99_ms']:.2f} ms | {v['ok_share'] * 100:.1f} % |")

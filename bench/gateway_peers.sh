@@ -6,7 +6,7 @@
 # from PyPI into a throw-away virtualenv (bench/requirements-gateway-peers.txt).
 #
 #   bash bench/gateway_peers.sh                 # everything
-#   RATES=1000,5000 DURATION=20s bash bench/gateway_peers.sh
+#   RATES=1000,5000 DURATION=10s REPS=5 bash bench/gateway_peers.sh
 #   SKIP_LITELLM=1 bash bench/gateway_peers.sh  # Palisade only
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,5 +36,5 @@ fi
 
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 bench/gateway_bench.py --palisade "$PALISADE" --mock "$MOCK" --oha "$OHA" --venv "$VENV" \
-  --rates "${RATES:-500,1000,2000,5000}" --duration "${DURATION:-10s}" \
+  --rates "${RATES:-500,1000,2000,5000}" --duration "${DURATION:-5s}" --reps "${REPS:-3}" \
   --litellm-workers "${LITELLM_WORKERS:-1}" "${extra[@]}"

@@ -54,16 +54,23 @@ impl Default for FeatureSpec {
     }
 }
 
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// FNV-1a state after `bytes`, starting from `h`.
 #[inline]
-fn fnv1a(seed: u32, kind: u8, bytes: &[u8]) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut h = OFFSET;
-    for b in seed.to_le_bytes().iter().chain(std::iter::once(&kind)).chain(bytes) {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(PRIME);
+fn fnv_extend(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(FNV_PRIME);
     }
     h
+}
+
+/// FNV-1a state after `seed (u32 LE) ‖ kind`: every feature of one kind starts here.
+#[inline]
+fn fnv_prefix(seed: u32, kind: u8) -> u64 {
+    fnv_extend(fnv_extend(FNV_OFFSET, &seed.to_le_bytes()), &[kind])
 }
 
 impl FeatureSpec {
@@ -76,19 +83,17 @@ impl FeatureSpec {
         let bucket = |h: u64| (h >> shift) as u32;
         // Words: maximal runs of alphanumeric characters.
         if self.words || self.bigrams {
+            let word = fnv_prefix(self.seed, KIND_WORD);
+            let bigram = fnv_prefix(self.seed, KIND_BIGRAM);
             let mut prev: Option<&str> = None;
-            let mut buf = Vec::with_capacity(64);
             for w in lower.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
                 if self.words {
-                    out.push(bucket(fnv1a(self.seed, KIND_WORD, w.as_bytes())));
+                    out.push(bucket(fnv_extend(word, w.as_bytes())));
                 }
                 if self.bigrams {
                     if let Some(p) = prev {
-                        buf.clear();
-                        buf.extend_from_slice(p.as_bytes());
-                        buf.push(b' ');
-                        buf.extend_from_slice(w.as_bytes());
-                        out.push(bucket(fnv1a(self.seed, KIND_BIGRAM, &buf)));
+                        let h = fnv_extend(fnv_extend(fnv_extend(bigram, p.as_bytes()), b" "), w.as_bytes());
+                        out.push(bucket(h));
                     }
                 }
                 prev = Some(w);
@@ -120,13 +125,15 @@ impl FeatureSpec {
                 .chain(std::iter::once(s.len()))
                 .collect();
             let nchars = starts.len() - 1;
+            let bytes = s.as_bytes();
             for n in usize::from(self.char_min)..=usize::from(self.char_max) {
                 if nchars < n {
                     break;
                 }
+                let prefix = fnv_prefix(self.seed, KIND_CHAR + n as u8);
                 for i in 0..=nchars - n {
                     let (a, b) = (starts[i], starts[i + n]);
-                    out.push(bucket(fnv1a(self.seed, KIND_CHAR + n as u8, &s.as_bytes()[a..b])));
+                    out.push(bucket(fnv_extend(prefix, &bytes[a..b])));
                 }
             }
         }
@@ -428,6 +435,15 @@ pub fn train(examples: &[(String, bool)], opts: &TrainOptions) -> Result<Model, 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hashing_is_fnv1a_over_seed_kind_and_bytes() {
+        // Published FNV-1a 64 vectors: "" and "a".
+        assert_eq!(super::fnv_extend(super::FNV_OFFSET, b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(super::fnv_extend(super::FNV_OFFSET, b"a"), 0xaf63_dc4c_8601_ec8c);
+        let whole = super::fnv_extend(super::FNV_OFFSET, &[7, 0, 0, 0, 3, b'a', b'b', b'c']);
+        assert_eq!(super::fnv_extend(super::fnv_prefix(7, 3), b"abc"), whole);
+    }
+
     use super::*;
 
     #[test]

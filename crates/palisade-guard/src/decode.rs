@@ -142,12 +142,10 @@ pub fn looks_like_text(s: &str) -> bool {
 }
 
 fn common_words(s: &str) -> usize {
+    // Case-insensitive membership without allocating; no common word is longer than 16.
     s.split(|c: char| !c.is_ascii_alphabetic())
-        .filter(|w| !w.is_empty())
-        .filter(|w| {
-            let lw = w.to_ascii_lowercase();
-            COMMON.contains(&lw.as_str())
-        })
+        .filter(|w| !w.is_empty() && w.len() <= 16)
+        .filter(|w| COMMON.iter().any(|c| c.eq_ignore_ascii_case(w)))
         .count()
 }
 
@@ -390,6 +388,15 @@ pub fn decode_all(text: &str, max_depth: u8, max_bytes: usize) -> Vec<Decoded> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn common_words_are_short_lowercase_and_counted_in_any_case() {
+        assert!(COMMON
+            .iter()
+            .all(|w| w.len() <= 16 && w.bytes().all(|b| b.is_ascii_lowercase())));
+        assert_eq!(common_words("THE cat And YOUR dog, the end"), 4);
+    }
+
     use base64::engine::general_purpose::STANDARD;
 
     /// `expect`: the chain and a substring of the decoded text, or `None` for nothing.
