@@ -22,10 +22,19 @@ pub struct GatewayConfig {
     /// Request and token limits; every rule that matches a request must admit it.
     #[serde(default)]
     pub rate_limits: Vec<RateLimitRule>,
-    /// Shared rate-limit state for several replicas (`redis://127.0.0.1:6379`); in memory
-    /// when absent.
+    /// State shared by several replicas (`redis://127.0.0.1:6379`): rate-limit buckets and
+    /// deployment state (rollouts, canary counts). In this process's memory when absent.
     #[serde(default)]
     pub redis_url: Option<String>,
+    /// The first part of every Redis key, so that separate gateway fleets can share one
+    /// Redis (`{prefix}:rl:…` for rate limits, `{prefix}:deploy:…` for deployments).
+    #[serde(default = "default_prefix")]
+    pub redis_prefix: String,
+    /// With `redis_url`: how often a replica reads the shared deployment state and hands
+    /// in its canary counts, in milliseconds. Canary steps are judged this long after
+    /// their interval ends.
+    #[serde(default = "default_sync")]
+    pub deploy_sync_ms: u64,
     /// What to do when the shared rate-limit store cannot be reached.
     #[serde(default)]
     pub rate_limit_failure: FailureMode,
@@ -44,6 +53,12 @@ pub struct GatewayConfig {
 
 fn default_auth_cache() -> u64 {
     10
+}
+fn default_prefix() -> String {
+    "palisade".into()
+}
+fn default_sync() -> u64 {
+    1000
 }
 fn default_refresh() -> u64 {
     15
@@ -396,6 +411,21 @@ impl GatewayConfig {
     /// Checks references between sections (backends → upstreams, names, limits).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |s: String| Err(ConfigError(s));
+        if !(50..=60_000).contains(&self.deploy_sync_ms) {
+            return err(format!("deploy_sync_ms must be 50-60000, got {}", self.deploy_sync_ms));
+        }
+        let prefix_ok = !self.redis_prefix.is_empty()
+            && self.redis_prefix.len() <= 64
+            && self
+                .redis_prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+        if !prefix_ok {
+            return err(format!(
+                "redis_prefix must be 1-64 characters of letters, digits and -_.:, got {:?}",
+                self.redis_prefix
+            ));
+        }
         let mut upstreams = HashSet::new();
         for u in &self.upstreams {
             if !upstreams.insert(u.name.as_str()) {

@@ -21,6 +21,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod deploy;
+pub mod deploy_store;
 pub mod error;
 pub mod filter;
 pub mod limits;
@@ -30,6 +31,7 @@ pub mod oip;
 pub mod onnx;
 pub mod openai;
 pub mod ratelimit;
+pub mod redis_conn;
 pub mod server;
 pub mod source;
 pub mod upstream;
@@ -49,11 +51,13 @@ use crate::audit::{AuditRecord, AuditSink, Auditor};
 use crate::auth::GatewayAuth;
 use crate::config::{BodyLog, GatewayConfig};
 use crate::deploy::Deployments;
+use crate::deploy_store::{DeployStore, MemoryDeployStore, RedisDeployStore};
 use crate::error::{GatewayError, Kind, Wire};
 use crate::filter::Filter;
 use crate::limits::Shedder;
 use crate::metrics::Metrics;
 use crate::ratelimit::{Limiter, MemoryLimiter, RateLimits, RedisLimiter};
+use crate::redis_conn::RedisConn;
 use crate::source::ModelSource;
 use crate::upstream::{HttpClient, Upstream};
 
@@ -130,19 +134,36 @@ impl Gateway {
         }
         let metrics = Arc::new(Metrics::new());
         let auditor = Auditor::spawn(parts.audit);
+        let redis = match &config.redis_url {
+            Some(url) => Some(Arc::new(RedisConn::new(url).map_err(ConfigError)?)),
+            None => None,
+        };
+        let (store, deploy_store): (Arc<dyn Limiter>, Arc<dyn DeployStore>) = match &redis {
+            Some(conn) => (
+                Arc::new(RedisLimiter::with_connection(conn.clone())),
+                Arc::new(RedisDeployStore::new(conn.clone(), &config.redis_prefix)),
+            ),
+            None => (
+                Arc::new(MemoryLimiter::default()),
+                Arc::new(MemoryDeployStore::default()),
+            ),
+        };
         let deployments = Deployments::new(
             &config.models,
             &upstreams,
             parts.source,
             auditor.clone(),
             metrics.clone(),
+            deploy_store,
+            Duration::from_millis(config.deploy_sync_ms),
         )
         .map_err(ConfigError)?;
-        let store: Arc<dyn Limiter> = match &config.redis_url {
-            Some(url) => Arc::new(RedisLimiter::new(url).map_err(|e| ConfigError(e.to_string()))?),
-            None => Arc::new(MemoryLimiter::default()),
-        };
-        let limits = RateLimits::new(config.rate_limits.clone(), store, config.rate_limit_failure);
+        let limits = RateLimits::with_prefix(
+            config.rate_limits.clone(),
+            store,
+            config.rate_limit_failure,
+            &config.redis_prefix,
+        );
         let client = upstream::client(Duration::from_secs(config.limits.upstream_connect_secs)).map_err(ConfigError)?;
         let build = |c: &palisade_guard::GuardConfig| -> Result<Arc<palisade_guard::Guard>, ConfigError> {
             palisade_guard::Guard::from_config(c)
@@ -186,9 +207,26 @@ impl Gateway {
         }))
     }
 
-    /// Loads every ONNX backend, then keeps following registry aliases in the background.
+    /// Loads every ONNX backend and the shared deployment state, then keeps following
+    /// registry aliases (and, with Redis, the other replicas' deployment changes) in the
+    /// background.
     pub async fn start(self: &Arc<Self>) {
         self.deployments.refresh().await;
+        if self.deployments.shared() {
+            self.deployments.sync().await;
+            let me = Arc::downgrade(self);
+            let every = Duration::from_millis(self.config.deploy_sync_ms);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let Some(gw) = me.upgrade() else { return };
+                    gw.deployments.sync().await;
+                }
+            });
+        }
         let every = self.config.model_refresh_secs;
         if every > 0 {
             let me = Arc::downgrade(self);

@@ -20,6 +20,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::config::{FailureMode, RateLimitRule, Scope};
 use crate::error::{GatewayError, Kind};
+use crate::redis_conn::RedisConn;
 
 /// One bucket touched by a request.
 #[derive(Clone, Debug, PartialEq)]
@@ -189,66 +190,27 @@ return 1
 
 /// Buckets in Redis, shared by every replica.
 pub struct RedisLimiter {
-    client: redis::Client,
-    conn: parking_lot::RwLock<Option<redis::aio::ConnectionManager>>,
-    connecting: tokio::sync::Mutex<Option<Instant>>,
+    conn: Arc<RedisConn>,
     acquire: redis::Script,
     refund: redis::Script,
-    timeout: Duration,
 }
 
 impl RedisLimiter {
     /// Parses the URL; the connection is made on first use (and again after a failure),
     /// so a gateway starts even while Redis is down and fails open or closed as configured.
     pub fn new(url: &str) -> Result<Self, LimiterError> {
-        let client = redis::Client::open(url).map_err(|e| LimiterError(format!("{url}: {e}")))?;
-        Ok(RedisLimiter {
-            client,
-            conn: parking_lot::RwLock::new(None),
-            connecting: tokio::sync::Mutex::new(None),
+        Ok(Self::with_connection(Arc::new(
+            RedisConn::new(url).map_err(LimiterError)?,
+        )))
+    }
+
+    /// A limiter on a connection shared with the rest of the gateway.
+    pub fn with_connection(conn: Arc<RedisConn>) -> Self {
+        RedisLimiter {
+            conn,
             acquire: redis::Script::new(ACQUIRE),
             refund: redis::Script::new(REFUND),
-            timeout: Duration::from_millis(500),
-        })
-    }
-
-    async fn connection(&self) -> Result<redis::aio::ConnectionManager, LimiterError> {
-        if let Some(c) = self.conn.read().clone() {
-            return Ok(c);
         }
-        let mut last = self.connecting.lock().await;
-        if let Some(c) = self.conn.read().clone() {
-            return Ok(c);
-        }
-        // At most one attempt per second while Redis is down.
-        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
-            return Err(LimiterError("not connected (retrying)".into()));
-        }
-        *last = Some(Instant::now());
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1);
-        let c = tokio::time::timeout(
-            self.timeout * 2,
-            redis::aio::ConnectionManager::new_with_config(self.client.clone(), config),
-        )
-        .await
-        .map_err(|_| LimiterError("connect timed out".into()))?
-        .map_err(|e| LimiterError(e.to_string()))?;
-        *self.conn.write() = Some(c.clone());
-        Ok(c)
-    }
-
-    fn invocation<'s>(script: &'s redis::Script, charges: &[Charge]) -> redis::ScriptInvocation<'s> {
-        let mut inv = script.prepare_invoke();
-        for c in charges {
-            inv.key(&c.key);
-        }
-        for c in charges {
-            inv.arg(c.capacity).arg(c.per_sec / 1000.0).arg(c.cost);
-        }
-        inv
     }
 
     async fn run<T: redis::FromRedisValue>(
@@ -256,13 +218,17 @@ impl RedisLimiter {
         script: &redis::Script,
         charges: &[Charge],
     ) -> Result<T, LimiterError> {
-        let mut conn = self.connection().await?;
-        let inv = Self::invocation(script, charges);
-        match tokio::time::timeout(self.timeout, inv.invoke_async::<T>(&mut conn)).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(LimiterError(e.to_string())),
-            Err(_) => Err(LimiterError("timed out".into())),
+        let mut inv = script.prepare_invoke();
+        for c in charges {
+            inv.key(&c.key);
         }
+        for c in charges {
+            inv.arg(c.capacity).arg(c.per_sec / 1000.0).arg(c.cost);
+        }
+        self.conn
+            .run(|mut c| async move { inv.invoke_async::<T>(&mut c).await })
+            .await
+            .map_err(LimiterError)
     }
 }
 
@@ -351,11 +317,16 @@ pub enum Failure {
 
 impl RateLimits {
     pub fn new(rules: Vec<RateLimitRule>, store: Arc<dyn Limiter>, failure: FailureMode) -> Self {
+        Self::with_prefix(rules, store, failure, "palisade")
+    }
+
+    /// Keys start with `{prefix}:rl:` (`redis_prefix` in the configuration).
+    pub fn with_prefix(rules: Vec<RateLimitRule>, store: Arc<dyn Limiter>, failure: FailureMode, prefix: &str) -> Self {
         RateLimits {
             rules,
             store,
             failure,
-            prefix: "palisade:rl".into(),
+            prefix: format!("{prefix}:rl"),
         }
     }
 

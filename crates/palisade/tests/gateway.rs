@@ -184,7 +184,7 @@ fn two_gateway_processes_enforce_one_limit_through_redis() {
     std::fs::write(
         &config,
         format!(
-            "[gateway]\nredis_url = \"{redis}\"\n[[gateway.upstreams]]\nname = \"mock\"\nurl = \"{upstream}\"\napi_key_env = \"MOCK_KEY\"\n\
+            "[gateway]\nredis_url = \"{redis}\"\nredis_prefix = \"{rule}\"\n[[gateway.upstreams]]\nname = \"mock\"\nurl = \"{upstream}\"\napi_key_env = \"MOCK_KEY\"\n\
              [[gateway.models]]\nname = \"chat\"\nkind = \"openai\"\n[[gateway.models.backends]]\nname = \"a\"\nupstream = \"mock\"\n\
              [[gateway.rate_limits]]\nname = \"{rule}\"\nscope = \"key\"\nrequests = 30\nwindow_secs = 3600\n"
         ),

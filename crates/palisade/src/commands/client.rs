@@ -585,7 +585,8 @@ fn print_deployment(d: &Value) {
             println!("  {name:<16} {weight:>3}%{version}{ready}{shadow}");
         }
     }
-    println!("  last change: {}", s("last_change"));
+    let generation = d.get("generation").and_then(Value::as_u64).unwrap_or(0);
+    println!("  last change: {} (generation {generation})", s("last_change"));
 }
 
 /// One URL path segment, percent-encoded.
