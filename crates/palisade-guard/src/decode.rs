@@ -76,52 +76,53 @@ const B64URL: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-/// Common English words: a decoding that contains several is language, not noise.
+/// Common English words: a decoding that contains several is language, not noise. Sorted
+/// by length, then bytes, for [`word_order`]'s binary search.
 const COMMON: &[&str] = &[
-    "the",
-    "you",
-    "your",
-    "and",
-    "all",
-    "to",
-    "of",
     "a",
-    "is",
-    "are",
     "i",
-    "it",
-    "in",
-    "on",
-    "for",
-    "with",
+    "an",
+    "as",
     "be",
     "do",
-    "not",
-    "this",
-    "that",
+    "in",
+    "is",
+    "it",
     "me",
     "my",
-    "what",
-    "now",
-    "tell",
-    "ignore",
-    "previous",
-    "instructions",
-    "system",
-    "prompt",
-    "rules",
-    "reveal",
-    "any",
     "no",
-    "as",
-    "an",
-    "how",
+    "of",
+    "on",
+    "to",
+    "all",
+    "and",
+    "any",
+    "are",
     "can",
-    "will",
+    "for",
+    "how",
+    "not",
+    "now",
+    "the",
+    "you",
     "from",
     "have",
-    "please",
+    "tell",
+    "that",
+    "this",
+    "what",
+    "will",
+    "with",
+    "your",
     "print",
+    "rules",
+    "ignore",
+    "please",
+    "prompt",
+    "reveal",
+    "system",
+    "previous",
+    "instructions",
 ];
 
 /// True when `s` reads as text: mostly printable, several letters.
@@ -142,11 +143,57 @@ pub fn looks_like_text(s: &str) -> bool {
 }
 
 fn common_words(s: &str) -> usize {
-    // Case-insensitive membership without allocating; no common word is longer than 16.
-    s.split(|c: char| !c.is_ascii_alphabetic())
-        .filter(|w| !w.is_empty() && w.len() <= 16)
-        .filter(|w| COMMON.iter().any(|c| c.eq_ignore_ascii_case(w)))
-        .count()
+    // Case-insensitive membership without allocating: each run of ASCII letters (bytes:
+    // no UTF-8 continuation byte is one) is lowercased into a stack buffer — no common
+    // word is longer than 16 bytes — and looked up by binary search.
+    let b = s.as_bytes();
+    let mut buf = [0u8; 16];
+    let (mut n, mut i) = (0, 0);
+    while i < b.len() {
+        if !b[i].is_ascii_alphabetic() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && b[i].is_ascii_alphabetic() {
+            i += 1;
+        }
+        let w = &b[start..i];
+        if w.len() <= buf.len() && FIRST_LETTERS[w.len()] & (1 << ((w[0] | 0x20) - b'a')) != 0 {
+            let lower = &mut buf[..w.len()];
+            lower.copy_from_slice(w);
+            lower.make_ascii_lowercase();
+            n += usize::from(COMMON.binary_search_by(|c| word_order(c.as_bytes(), lower)).is_ok());
+        }
+    }
+    n
+}
+
+/// Per word length, a bit for each first letter some common word of that length has: most
+/// words are ruled out without a search.
+const FIRST_LETTERS: [u32; 17] = first_letters();
+
+const fn first_letters() -> [u32; 17] {
+    let mut m = [0u32; 17];
+    let mut i = 0;
+    while i < COMMON.len() {
+        let w = COMMON[i].as_bytes();
+        m[w.len()] |= 1 << (w[0] - b'a');
+        i += 1;
+    }
+    m
+}
+
+/// Length first, then bytes: short words compare without a `memcmp` call.
+fn word_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| {
+        for (x, y) in a.iter().zip(b) {
+            if x != y {
+                return x.cmp(y);
+            }
+        }
+        std::cmp::Ordering::Equal
+    })
 }
 
 pub fn rot13(s: &str) -> String {
@@ -394,6 +441,16 @@ mod tests {
         assert!(COMMON
             .iter()
             .all(|w| w.len() <= 16 && w.bytes().all(|b| b.is_ascii_lowercase())));
+        assert!(
+            COMMON
+                .windows(2)
+                .all(|p| word_order(p[0].as_bytes(), p[1].as_bytes()).is_lt()),
+            "COMMON must be sorted by length, then bytes"
+        );
+        for w in COMMON {
+            assert_eq!(common_words(&w.to_ascii_uppercase()), 1, "{w}");
+        }
+        assert_eq!(common_words("there yours a1the"), 2, "whole words only: `a`, `the`");
         assert_eq!(common_words("THE cat And YOUR dog, the end"), 4);
     }
 
