@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
     /// Request limits and timeouts.
@@ -54,6 +54,17 @@ pub struct GatewayConfig {
 fn default_auth_cache() -> u64 {
     10
 }
+/// The configuration of an absent `[gateway]` table: every key at its documented default.
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        match serde_json::from_value(serde_json::Value::Object(serde_json::Map::new())) {
+            Ok(c) => c,
+            // Every field has a serde default, so an empty table always deserializes.
+            Err(e) => unreachable!("empty [gateway] table: {e}"),
+        }
+    }
+}
+
 fn default_prefix() -> String {
     "palisade".into()
 }
@@ -547,6 +558,19 @@ impl GatewayConfig {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_default_is_the_documented_defaults_and_valid() {
+        let d = GatewayConfig::default();
+        d.validate().unwrap();
+        assert_eq!(d.redis_prefix, "palisade");
+        assert_eq!(d.deploy_sync_ms, 1000);
+        assert_eq!(d.auth_cache_secs, 10);
+        assert_eq!(d.model_refresh_secs, 15);
+        let parsed: GatewayConfig = toml::from_str("").unwrap();
+        assert_eq!(serde_json::to_value(&d).unwrap(), serde_json::to_value(&parsed).unwrap());
+    }
+
     use super::*;
 
     fn parse(s: &str) -> Result<GatewayConfig, String> {
