@@ -568,7 +568,10 @@ mod tests {
         assert_eq!(d.auth_cache_secs, 10);
         assert_eq!(d.model_refresh_secs, 15);
         let parsed: GatewayConfig = toml::from_str("").unwrap();
-        assert_eq!(serde_json::to_value(&d).unwrap(), serde_json::to_value(&parsed).unwrap());
+        assert_eq!(
+            serde_json::to_value(&d).unwrap(),
+            serde_json::to_value(&parsed).unwrap()
+        );
     }
 
     use super::*;
