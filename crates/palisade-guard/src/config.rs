@@ -64,6 +64,9 @@ pub struct InjectionConfig {
     pub signatures: bool,
     /// Decode encoded segments and rescan them (layer 1b). Default true.
     pub decode: bool,
+    /// A user-provided ONNX classifier with its Hugging Face tokenizer (layer 4,
+    /// `[guard.injection.onnx]`); none by default.
+    pub onnx: Option<crate::onnx::OnnxConfig>,
 }
 
 impl Default for InjectionConfig {
@@ -73,6 +76,7 @@ impl Default for InjectionConfig {
             threshold: None,
             signatures: true,
             decode: true,
+            onnx: None,
         }
     }
 }

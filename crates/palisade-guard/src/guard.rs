@@ -22,6 +22,8 @@ pub struct Guard {
     pub(crate) model: Model,
     pub(crate) threshold: f32,
     pub(crate) hash_key: Vec<u8>,
+    /// Layer 4, when configured.
+    pub(crate) onnx: Option<std::sync::Arc<crate::onnx::OnnxClassifier>>,
 }
 
 fn logit(p: f32) -> f32 {
@@ -58,11 +60,16 @@ impl Guard {
             )));
         }
         let hash_key = crate::redact::hash_key(&cfg.redaction)?;
+        let onnx = match &cfg.injection.onnx {
+            Some(o) => Some(crate::onnx::OnnxClassifier::load(o).map_err(GuardError::Config)?),
+            None => None,
+        };
         Ok(Guard {
             cfg: cfg.clone(),
             model,
             threshold,
             hash_key,
+            onnx,
         })
     }
 
@@ -163,6 +170,32 @@ impl Guard {
         if let Some((_, s)) = &decoded_best {
             score = score.max(*s);
         }
+        // Layer 4: the user's ONNX classifier on the normalised text; its probability
+        // joins the score when it fires. A runtime failure leaves layers 1-3 to judge.
+        let mut onnx_fired = None;
+        if let Some(o) = &self.onnx {
+            match o.score(&norm.text) {
+                Ok((s, windows)) if s >= o.config().threshold => {
+                    score = score.max(s);
+                    onnx_fired = Some(s);
+                    detections.push(Detection {
+                        code: rules::GRD001.code.to_owned(),
+                        layer: Layer::Onnx,
+                        kind: Some("onnx".to_owned()),
+                        span: None,
+                        score: s,
+                        reason: format!(
+                            "ONNX classifier: injection probability {s:.2} (highest of {} window{})",
+                            windows.len(),
+                            if windows.len() == 1 { "" } else { "s" }
+                        ),
+                        action: Action::Flag,
+                    });
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "ONNX classifier failed; layers 1-3 decide"),
+            }
+        }
         let injected = score >= self.threshold;
         let inj_action = match icfg.action {
             Action::Redact => Action::Block,
@@ -201,6 +234,9 @@ impl Guard {
             }
             if let Some((chain, s)) = &decoded_best {
                 why.push_str(&format!(", decoded {chain} {s:.2}"));
+            }
+            if let Some(s) = onnx_fired {
+                why.push_str(&format!(", ONNX classifier {s:.2}"));
             }
             why.push(')');
             detections.insert(

@@ -18,6 +18,7 @@ pub mod decode;
 pub mod eval;
 mod guard;
 pub mod normalize;
+pub mod onnx;
 pub mod output;
 pub mod pii;
 pub mod redact;

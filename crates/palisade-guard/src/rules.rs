@@ -10,6 +10,9 @@ declare_rule! {
     /// Flags a prompt that the learned classifier (layer 3) scores as a prompt
     /// injection or jailbreak at or above the configured threshold. The score already
     /// includes the boosts of matching signatures and the scores of decoded payloads.
+    /// When a user-provided ONNX classifier (layer 4) is configured and fires, it is
+    /// reported as its own `GRD001` detection (layer `onnx`) and its probability joins
+    /// the score.
     ///
     /// ## Why is this bad
     /// A prompt injection replaces the application's instructions with the attacker's:

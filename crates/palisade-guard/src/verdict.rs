@@ -17,6 +17,8 @@ pub enum Layer {
     Signature,
     /// The learned classifier.
     Classifier,
+    /// The user-provided ONNX classifier (layer 4).
+    Onnx,
     /// Personal data.
     Pii,
     /// Credentials and keys.
