@@ -530,20 +530,16 @@ impl Deployments {
         }
     }
 
-    fn log_store_error(&self, e: &StoreError) {
+    /// At most one store-failure log line per 10 s (the store is polled every second).
+    fn should_log(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
         let now = now_ms() / 1000;
-        let last = self.store_logged.load(std::sync::atomic::Ordering::Relaxed);
-        if now >= last + 10
-            && self
-                .store_logged
-                .compare_exchange(
-                    last,
-                    now,
-                    std::sync::atomic::Ordering::Relaxed,
-                    std::sync::atomic::Ordering::Relaxed,
-                )
-                .is_ok()
-        {
+        let last = self.store_logged.load(Relaxed);
+        now >= last + 10 && self.store_logged.compare_exchange(last, now, Relaxed, Relaxed).is_ok()
+    }
+
+    fn log_store_error(&self, e: &StoreError) {
+        if self.should_log() {
             tracing::error!(store = self.store.name(), error = %e, "deployment state store unavailable: serving the last state read");
         }
     }
@@ -996,7 +992,10 @@ impl Deployments {
                 Ok(true) => {}
                 Ok(false) => tokio::time::sleep(Duration::from_millis(50).max(grace / 4)).await,
                 Err(e) => {
-                    tracing::error!(model = %d.name, error = %e.message, "canary held: will judge the step again");
+                    // Retried every half second or so; logged at most every 10 s.
+                    if self.should_log() {
+                        tracing::error!(model = %d.name, error = %e.message, "canary held: will judge the step again");
+                    }
                     tokio::time::sleep(Duration::from_millis(500).max(grace)).await;
                 }
             }

@@ -838,5 +838,18 @@ async fn an_unreachable_redis_fails_closed_or_open_as_configured() {
             )),
             "{m}"
         );
+        // Deployment state lives in the same Redis: the model keeps its last state
+        // (configured here), and a change that cannot be stored is refused, not applied.
+        let (_, op) = h.keys.add("ops", &["approver"]);
+        let r = h
+            .post(
+                "/gateway/v1/deployments/chat/switch",
+                &op,
+                &json!({ "backend": "green" }),
+            )
+            .await;
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert!(r.text().contains("deployment state store"), "{}", r.text());
+        assert_eq!(h.gw.deployments.get("chat").unwrap().view().stable, "blue");
     }
 }
