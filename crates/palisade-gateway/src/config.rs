@@ -45,6 +45,9 @@ pub struct GatewayConfig {
     pub auth_cache_secs: u64,
     #[serde(default)]
     pub access_log: AccessLogConfig,
+    /// OpenTelemetry traces exported over OTLP/HTTP JSON; off without an endpoint.
+    #[serde(default)]
+    pub traces: crate::trace::TraceConfig,
     /// How often ONNX backends that follow a registry alias look for a new version, in
     /// seconds (0: never after start).
     #[serde(default = "default_refresh")]
@@ -422,6 +425,7 @@ impl GatewayConfig {
     /// Checks references between sections (backends → upstreams, names, limits).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |s: String| Err(ConfigError(s));
+        self.traces.validate().map_err(ConfigError)?;
         if !(50..=60_000).contains(&self.deploy_sync_ms) {
             return err(format!("deploy_sync_ms must be 50-60000, got {}", self.deploy_sync_ms));
         }

@@ -34,6 +34,7 @@ pub mod ratelimit;
 pub mod redis_conn;
 pub mod server;
 pub mod source;
+pub mod trace;
 pub mod upstream;
 
 use std::collections::HashMap;
@@ -74,6 +75,8 @@ pub struct Caller {
     pub principal: Arc<palisade_auth::Principal>,
     /// The credential's cache key.
     key: [u8; 32],
+    /// The request's span, when traces are exported (passed on to upstreams).
+    pub trace: Option<trace::SpanContext>,
 }
 
 /// The authenticated principal's id, for the access log.
@@ -111,6 +114,8 @@ pub struct Gateway {
     draining: std::sync::atomic::AtomicBool,
     /// When a rate-limit store failure was last logged (Unix seconds).
     limiter_logged: std::sync::atomic::AtomicU64,
+    /// The OpenTelemetry span exporter (`[traces]`), when configured.
+    pub tracer: Option<Arc<trace::Tracer>>,
 }
 
 /// What [`Gateway::new`] needs besides the configuration.
@@ -185,6 +190,7 @@ impl Gateway {
                 }
             }
         }
+        let tracer = trace::Tracer::spawn(&config.traces, client.clone());
         Ok(Arc::new(Gateway {
             auth: GatewayAuth::new(
                 parts.authenticator,
@@ -203,6 +209,7 @@ impl Gateway {
             shadow_slots: Arc::new(tokio::sync::Semaphore::new(64)),
             draining: std::sync::atomic::AtomicBool::new(false),
             limiter_logged: std::sync::atomic::AtomicU64::new(0),
+            tracer,
             config,
         }))
     }
@@ -399,7 +406,8 @@ async fn authenticate(
     match result {
         Ok((principal, key)) => {
             let who = Who(principal.id.clone());
-            req.extensions_mut().insert(Caller { principal, key });
+            let trace = req.extensions().get::<trace::SpanContext>().copied();
+            req.extensions_mut().insert(Caller { principal, key, trace });
             let mut resp = next.run(req).await;
             resp.extensions_mut().insert(who);
             resp
@@ -443,8 +451,14 @@ fn api_of(path: &str) -> &'static str {
 }
 
 /// Load shedding, request ids, metrics and the access log around every request.
-async fn observe(State(gw): State<Arc<Gateway>>, matched: Option<MatchedPath>, req: Request, next: Next) -> Response {
+async fn observe(
+    State(gw): State<Arc<Gateway>>,
+    matched: Option<MatchedPath>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let start = Instant::now();
+    let started_at = std::time::SystemTime::now();
     let method = req.method().clone();
     let path: String = req.uri().path().chars().take(256).collect();
     let route = matched.as_ref().map(|m| m.as_str().to_owned());
@@ -466,6 +480,13 @@ async fn observe(State(gw): State<Arc<Gateway>>, matched: Option<MatchedPath>, r
             }
         }
     };
+    let span = gw.tracer.as_ref().filter(|_| !public).map(|t| {
+        let parent = req.headers().get("traceparent").and_then(|v| v.to_str().ok());
+        trace::SpanContext::start(parent, t.config.sample_ratio)
+    });
+    if let Some(s) = span {
+        req.extensions_mut().insert(s);
+    }
     gw.metrics.inflight.inc();
     let mut resp = next.run(req).await;
     gw.metrics.inflight.dec();
@@ -494,6 +515,33 @@ async fn observe(State(gw): State<Arc<Gateway>>, matched: Option<MatchedPath>, r
     }
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-request-id", v);
+    }
+    if let (Some(t), Some(ctx)) = (&gw.tracer, span.filter(|s| s.sampled)) {
+        let mut attributes = vec![
+            ("http.request.method", method.to_string()),
+            ("url.path", path.clone()),
+            ("palisade.request_id", request_id.clone()),
+        ];
+        if let Some(r) = &route {
+            attributes.push(("http.route", r.clone()));
+        }
+        if let Some(m) = &served.model {
+            attributes.push(("palisade.model", m.clone()));
+        }
+        if let Some(b) = &served.backend {
+            attributes.push(("palisade.backend", b.clone()));
+        }
+        if let Some(w) = &who {
+            attributes.push(("enduser.id", w.0.clone()));
+        }
+        t.record(trace::SpanRecord {
+            ctx,
+            name: format!("{} {}", method, route.as_deref().unwrap_or("unmatched")),
+            start: started_at,
+            end: started_at + elapsed,
+            status,
+            attributes,
+        });
     }
     if gw.config.access_log.enabled && !public {
         access_log(

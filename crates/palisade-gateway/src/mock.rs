@@ -44,6 +44,8 @@ pub struct MockState {
     pub by_model: parking_lot::Mutex<HashMap<String, u64>>,
     pub last_body: parking_lot::Mutex<Option<Value>>,
     pub last_authorization: parking_lot::Mutex<Option<String>>,
+    /// The `traceparent` header of the last request.
+    pub last_traceparent: parking_lot::Mutex<Option<String>>,
 }
 
 impl MockState {
@@ -93,6 +95,10 @@ async fn admit(state: &MockState, headers: &HeaderMap, body: &Value) -> Result<(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     *state.last_authorization.lock() = auth.clone();
+    *state.last_traceparent.lock() = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     if let Some(key) = &state.api_key {
         if auth.as_deref() != Some(&format!("Bearer {key}")) {
             return Err(error(

@@ -324,7 +324,14 @@ async fn proxy(gw: &Arc<Gateway>, caller: &Caller, api: Api, body: Body, served:
     let started = Instant::now();
     let timeout = Duration::from_secs(limits.request_timeout_secs);
     let resp = upstream
-        .post(&gw.client, api.path(), upstream_body, stream, timeout)
+        .post(
+            &gw.client,
+            api.path(),
+            upstream_body,
+            stream,
+            timeout,
+            caller.trace.map(|t| t.traceparent()).as_deref(),
+        )
         .await;
     let head_latency = started.elapsed();
     let observe = |ok: bool| {
@@ -585,6 +592,7 @@ fn spawn_shadow(
                     body,
                     false,
                     Duration::from_secs(limits.request_timeout_secs),
+                    None,
                 )
                 .await
                 .map_err(|e| e.to_string())?;

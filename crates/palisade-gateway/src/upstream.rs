@@ -92,6 +92,7 @@ impl Upstream {
         body: Bytes,
         stream: bool,
         timeout: Duration,
+        traceparent: Option<&str>,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let mut req = Request::post(format!("{}{path}", self.base))
             .header(CONTENT_TYPE, "application/json")
@@ -107,6 +108,9 @@ impl Upstream {
             .map_err(|e| UpstreamError::Build(self.name.clone(), e.to_string()))?;
         if let Some(k) = &self.key {
             req.headers_mut().insert(AUTHORIZATION, k.clone());
+        }
+        if let Some(t) = traceparent.and_then(|t| hyper::header::HeaderValue::from_str(t).ok()) {
+            req.headers_mut().insert("traceparent", t);
         }
         match tokio::time::timeout(timeout, client.request(req)).await {
             Err(_) => Err(UpstreamError::Timeout(self.name.clone())),

@@ -853,3 +853,114 @@ async fn an_unreachable_redis_fails_closed_or_open_as_configured() {
         assert_eq!(h.gw.deployments.get("chat").unwrap().view().stable, "blue");
     }
 }
+
+#[tokio::test]
+async fn spans_continue_the_callers_trace_reach_the_upstream_and_export_as_otlp_json() {
+    use axum::body::Body;
+    use tower::ServiceExt as _;
+    // A collector that keeps what it is sent.
+    let got = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<Value>::new()));
+    let keep = got.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let keep = keep.clone();
+            async move {
+                keep.lock().push(serde_json::from_slice(&body).unwrap());
+                "{}"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let config = format!("{BASE}\n[traces]\notlp_endpoint = \"http://{addr}/v1/traces\"\nflush_ms = 50\n");
+    let h = harness(&config).await;
+    let (_, t) = h.keys.add("svc", &["invoker"]);
+
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let body =
+        json!({ "model": "chat", "messages": [{ "role": "user", "content": "What is the capital of France?" }] });
+    let req = axum::http::Request::post("/v1/chat/completions")
+        .header("authorization", format!("Bearer {t}"))
+        .header("content-type", "application/json")
+        .header("traceparent", parent)
+        .body(Body::from(serde_json::to_vec(&body).unwrap()))
+        .unwrap();
+    let resp = h.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    // The upstream saw the same trace, with the gateway's span as its parent.
+    let sent = h.mock.last_traceparent.lock().clone().expect("no traceparent upstream");
+    let fields: Vec<&str> = sent.split('-').collect();
+    assert_eq!(
+        (fields[0], fields[1], fields[3]),
+        ("00", "4bf92f3577b34da6a3ce929d0e0e4736", "01")
+    );
+    assert_ne!(fields[2], "00f067aa0ba902b7");
+    // An anonymous request is a span too (401), without a parent.
+    assert_eq!(h.call("GET", "/v1/models", None, None).await.status, 401);
+
+    let start = Instant::now();
+    let spans = loop {
+        let spans: Vec<Value> = got
+            .lock()
+            .iter()
+            .flat_map(|b| {
+                b["resourceSpans"][0]["scopeSpans"][0]["spans"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect();
+        if spans.len() >= 2 {
+            break spans;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "spans not exported: {:?}",
+            got.lock()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let batch = got.lock()[0].clone();
+    // Kept for checking against the OTLP protobuf schema (bench/otlp_check.py).
+    std::fs::write(
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("otlp-traces.json"),
+        serde_json::to_vec(&batch).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        batch["resourceSpans"][0]["resource"]["attributes"][0],
+        json!({ "key": "service.name", "value": { "stringValue": "palisade-gateway" } })
+    );
+    let chat = spans.iter().find(|s| s["name"] == "POST /v1/chat/completions").unwrap();
+    assert_eq!(chat["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(chat["parentSpanId"], "00f067aa0ba902b7");
+    assert_eq!(chat["spanId"], fields[2]);
+    assert_eq!(chat["kind"], 2);
+    let attr = |s: &Value, k: &str| {
+        s["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["key"] == k)
+            .map(|a| a["value"].clone())
+    };
+    assert_eq!(attr(chat, "palisade.model"), Some(json!({ "stringValue": "chat" })));
+    assert_eq!(
+        attr(chat, "http.response.status_code"),
+        Some(json!({ "intValue": "200" }))
+    );
+    let (s, e): (u128, u128) = (
+        chat["startTimeUnixNano"].as_str().unwrap().parse().unwrap(),
+        chat["endTimeUnixNano"].as_str().unwrap().parse().unwrap(),
+    );
+    assert!(e >= s && s > 1_700_000_000_000_000_000);
+    let anon = spans.iter().find(|s| s["name"] == "GET /v1/models").unwrap();
+    assert!(anon.get("parentSpanId").is_none());
+    assert_eq!(anon["traceId"].as_str().unwrap().len(), 32);
+    assert_eq!(
+        attr(anon, "http.response.status_code"),
+        Some(json!({ "intValue": "401" }))
+    );
+}
