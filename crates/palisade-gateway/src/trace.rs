@@ -231,15 +231,24 @@ impl Tracer {
         tokio::spawn(async move {
             let mut spans = Vec::with_capacity(batch);
             let mut last_logged: Option<std::time::Instant> = None;
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                let n = tokio::select! {
-                    n = rx.recv_many(&mut spans, batch) => n,
-                    () = tokio::time::sleep(every) => spans.len(),
+                // Collect until a batch is full or the interval ends, then export once.
+                let room = batch - spans.len();
+                let closed = tokio::select! {
+                    n = rx.recv_many(&mut spans, room) => {
+                        if n > 0 && spans.len() < batch {
+                            continue;
+                        }
+                        n == 0
+                    }
+                    _ = tick.tick() => false,
                 };
-                if n == 0 && rx.is_closed() {
-                    return;
-                }
                 if spans.is_empty() {
+                    if closed {
+                        return;
+                    }
                     continue;
                 }
                 let body = json!({ "resourceSpans": [{
@@ -263,6 +272,9 @@ impl Tracer {
                             tracing::warn!(endpoint = %endpoint, spans = count, error = %why, "trace export failed (spans dropped)");
                         }
                     }
+                }
+                if closed {
+                    return;
                 }
             }
         });

@@ -4,43 +4,15 @@
 //! refill. Fails loudly when Redis is down.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{redis_url as url, require_redis, unique};
 use palisade_auth::{Method, Principal};
 use palisade_gateway::config::{FailureMode, RateLimitRule, Scope};
 use palisade_gateway::ratelimit::{Limiter, RateLimits, RedisLimiter};
-
-fn url() -> String {
-    std::env::var("PALISADE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
-}
-
-async fn require_redis() {
-    let client = redis::Client::open(url()).unwrap();
-    let conn = tokio::time::timeout(Duration::from_secs(3), client.get_multiplexed_async_connection()).await;
-    match conn {
-        Ok(Ok(mut c)) => {
-            let pong: String = redis::cmd("PING").query_async(&mut c).await.unwrap();
-            assert_eq!(pong, "PONG");
-        }
-        _ => panic!(
-            "Redis at {} is not reachable; start it with: redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save \"\" --appendonly no",
-            url()
-        ),
-    }
-}
-
-/// A rule name no earlier run used (keys embed it).
-fn unique(name: &str) -> String {
-    format!(
-        "{name}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    )
-}
 
 fn principal(id: &str) -> Principal {
     Principal {

@@ -10,38 +10,10 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{harness, Harness};
+use common::{harness, redis_url as url, require_redis, unique as prefix, Harness};
 use palisade_gateway::deploy_store::{DeployStore, RedisDeployStore, Shared, Stats, Status};
 use palisade_gateway::redis_conn::RedisConn;
 use serde_json::{json, Value};
-
-fn url() -> String {
-    std::env::var("PALISADE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
-}
-
-async fn require_redis() {
-    let client = redis::Client::open(url()).unwrap();
-    let conn = tokio::time::timeout(Duration::from_secs(3), client.get_multiplexed_async_connection()).await;
-    match conn {
-        Ok(Ok(mut c)) => {
-            let pong: String = redis::cmd("PING").query_async(&mut c).await.unwrap();
-            assert_eq!(pong, "PONG");
-        }
-        _ => panic!(
-            "Redis at {} is not reachable; start it with: redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save \"\" --appendonly no",
-            url()
-        ),
-    }
-}
-
-/// A key prefix no earlier run used.
-fn prefix(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("test-{name}-{}-{nanos}", std::process::id())
-}
 
 fn config(prefix: &str) -> String {
     format!(

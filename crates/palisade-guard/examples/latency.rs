@@ -18,7 +18,7 @@
 
 use std::time::Instant;
 
-use palisade_guard::eval::read_jsonl;
+use palisade_guard::eval::{read_jsonl, sized_prompts};
 use palisade_guard::{Guard, GuardConfig};
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -43,23 +43,7 @@ fn main() {
         let r = std::io::BufReader::new(std::fs::File::open(f).unwrap());
         texts.extend(read_jsonl(r, f).unwrap().into_iter().map(|e| e.text));
     }
-    let mut sized = Vec::new();
-    let mut cur = String::new();
-    for t in texts.iter().cycle().take(texts.len().max(1) * 4) {
-        if sized.len() >= 2000 {
-            break;
-        }
-        cur.push_str(t);
-        cur.push(' ');
-        if cur.len() >= bytes {
-            let mut end = bytes;
-            while !cur.is_char_boundary(end) {
-                end -= 1;
-            }
-            sized.push(cur[..end].to_owned());
-            cur.clear();
-        }
-    }
+    let sized = sized_prompts(texts.iter().map(String::as_str), bytes, 2000);
     let guard = Guard::from_config(&GuardConfig::default()).unwrap();
     let mut times = vec![Vec::with_capacity(passes); sized.len()];
     for pass in 0..passes {

@@ -118,6 +118,30 @@ impl Metrics {
 }
 
 /// The `p`-th percentile (0..=100, nearest rank) of `sorted` values.
+/// Fixed-size prompts for latency measurements: `texts` joined with spaces (cycling, at
+/// most four times over) and cut at `bytes` (on a character boundary), at most `max`.
+pub fn sized_prompts<'a>(texts: impl IntoIterator<Item = &'a str>, bytes: usize, max: usize) -> Vec<String> {
+    let texts: Vec<&str> = texts.into_iter().collect();
+    let mut sized = Vec::new();
+    let mut cur = String::new();
+    for t in texts.iter().cycle().take(texts.len().max(1) * 4) {
+        if sized.len() >= max {
+            break;
+        }
+        cur.push_str(t);
+        cur.push(' ');
+        if cur.len() >= bytes {
+            let mut end = bytes;
+            while !cur.is_char_boundary(end) {
+                end -= 1;
+            }
+            sized.push(cur[..end].to_owned());
+            cur.clear();
+        }
+    }
+    sized
+}
+
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;

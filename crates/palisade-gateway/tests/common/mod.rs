@@ -253,3 +253,40 @@ pub fn sse_content(body: &str) -> String {
         })
         .collect()
 }
+
+/// The machine's Redis (127.0.0.1:6379; `PALISADE_TEST_REDIS` overrides).
+pub fn redis_url() -> String {
+    std::env::var("PALISADE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
+}
+
+/// Fails loudly, with the command that starts it, when Redis is down.
+pub async fn require_redis() {
+    let client = redis::Client::open(redis_url()).unwrap();
+    let conn = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        client.get_multiplexed_async_connection(),
+    )
+    .await;
+    match conn {
+        Ok(Ok(mut c)) => {
+            let pong: String = redis::cmd("PING").query_async(&mut c).await.unwrap();
+            assert_eq!(pong, "PONG");
+        }
+        _ => panic!(
+            "Redis at {} is not reachable; start it with: redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save \"\" --appendonly no",
+            redis_url()
+        ),
+    }
+}
+
+/// A name (rule, key prefix) no earlier run used: Redis keys embed it.
+pub fn unique(name: &str) -> String {
+    format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}

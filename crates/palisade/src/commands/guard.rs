@@ -284,27 +284,11 @@ fn eval_injection(guard: &Guard, a: &EvalArgs) -> Result<u8> {
     lat_us.sort_by(f64::total_cmp);
     // Fixed-size prompts: dataset texts concatenated to `latency_bytes`.
     const LATENCY_PASSES: usize = 3;
-    let texts: Vec<&str> = sets
-        .iter()
-        .flat_map(|(_, r)| r.iter().map(|e| e.text.as_str()))
-        .collect();
-    let mut sized = Vec::new();
-    let mut cur = String::new();
-    for t in texts.iter().cycle().take(texts.len().max(1) * 4) {
-        if sized.len() >= 2000 {
-            break;
-        }
-        cur.push_str(t);
-        cur.push(' ');
-        if cur.len() >= a.latency_bytes {
-            let mut end = a.latency_bytes;
-            while !cur.is_char_boundary(end) {
-                end -= 1;
-            }
-            sized.push(cur[..end].to_owned());
-            cur.clear();
-        }
-    }
+    let sized = palisade_guard::eval::sized_prompts(
+        sets.iter().flat_map(|(_, r)| r.iter().map(|e| e.text.as_str())),
+        a.latency_bytes,
+        2000,
+    );
     // Steady state, as a serving process sees it: one untimed pass warms the caches (the
     // classifier's weights are megabytes), then three timed passes.
     for p in &sized {
