@@ -134,7 +134,9 @@ def start_nginx(args, logs, home):
     return p
 
 
-def start_palisade(args, logs, home, guard):
+def start_palisade(args, logs, home, guard, threading="work-stealing", port=None):
+    port = port or args.palisade_port
+    tag = f"palisade-{threading}" + ("-guarded" if guard else "")
     cfg = os.path.join(home, "palisade.toml")
     with open(cfg, "w") as f:
         f.write(textwrap.dedent(f"""\
@@ -157,16 +159,16 @@ def start_palisade(args, logs, home, guard):
             window_secs = 60
             """))
     env = dict(os.environ, BENCH_UPSTREAM_KEY=UPSTREAM_KEY)
-    out = open(os.path.join(logs, "palisade.out"), "w")
+    out = open(os.path.join(logs, f"{tag}.out"), "w")
     workers = ["--workers", str(args.palisade_workers)] if args.palisade_workers else []
     p = subprocess.Popen([args.palisade, "--config", cfg, "--log-json", "serve", "--home", os.path.join(home, "state"),
-                          "--listen", f"127.0.0.1:{args.palisade_port}"] + workers,
-                         stdout=out, stderr=open(os.path.join(logs, "palisade.log"), "w"), env=env)
-    base = f"http://127.0.0.1:{args.palisade_port}"
+                          "--listen", f"127.0.0.1:{port}", "--threading", threading] + workers,
+                         stdout=out, stderr=open(os.path.join(logs, f"{tag}.log"), "w"), env=env)
+    base = f"http://127.0.0.1:{port}"
     wait_http(f"{base}/health")
     admin = None
     for _ in range(50):
-        text = open(os.path.join(logs, "palisade.out")).read()
+        text = open(os.path.join(logs, f"{tag}.out")).read()
         for line in text.splitlines():
             if line.strip().startswith("PALISADE_TOKEN="):
                 admin = line.strip().split("=", 1)[1]
@@ -282,11 +284,13 @@ def main():
     ap.add_argument("--palisade-port", type=int, default=18090)
     ap.add_argument("--litellm-port", type=int, default=14000)
     ap.add_argument("--nginx-port", type=int, default=18070)
+    ap.add_argument("--palisade-pt-port", type=int, default=18091,
+                    help="the second Palisade, with `--threading per-thread`")
     ap.add_argument("--palisade-workers", type=int, default=0, help="worker threads (default: one per CPU)")
     ap.add_argument("--skip-litellm", action="store_true")
     args = ap.parse_args()
 
-    for port in (args.mock_port, args.palisade_port, args.litellm_port, args.nginx_port):
+    for port in (args.mock_port, args.palisade_port, args.palisade_pt_port, args.litellm_port, args.nginx_port):
         require_free(port)
     home = tempfile.mkdtemp(prefix="palisade-gw-bench-")
     logs = os.path.join(home, "logs")
@@ -302,9 +306,18 @@ def main():
         via = f"http://127.0.0.1:{args.palisade_port}/v1/chat/completions"
         status, answer = post(via, token, BODY)
         assert status == 200 and answer["object"] == "chat.completion", answer
-        # Warm up both paths.
+        pt_home = os.path.join(home, "per-thread")
+        os.makedirs(pt_home)
+        pal_pt, token_pt = start_palisade(args, logs, pt_home, guard=False, threading="per-thread",
+                                          port=args.palisade_pt_port)
+        procs.append(pal_pt)
+        via_pt = f"http://127.0.0.1:{args.palisade_pt_port}/v1/chat/completions"
+        status, answer = post(via_pt, token_pt, BODY)
+        assert status == 200 and answer["object"] == "chat.completion", answer
+        # Warm up every path.
         oha(args, direct, UPSTREAM_KEY, rate=1000, duration="3s")
         oha(args, via, token, rate=1000, duration="3s")
+        oha(args, via_pt, token_pt, rate=1000, duration="3s")
 
         ngx = start_nginx(args, logs, home)
         if ngx is not None:
@@ -313,23 +326,29 @@ def main():
         rows = []
         for rate in [int(r) for r in args.rates.split(",")]:
             # Interleaved repetitions, medians: a shared VM's noise hits all three alike.
-            runs = {"d": [], "v": [], "n": []}
+            runs = {"d": [], "v": [], "t": [], "n": []}
             for _ in range(args.reps):
                 runs["d"].append(oha(args, direct, UPSTREAM_KEY, rate=rate, duration=args.duration))
                 runs["v"].append(oha(args, via, token, rate=rate, duration=args.duration))
+                runs["t"].append(oha(args, via_pt, token_pt, rate=rate, duration=args.duration))
                 if ngx:
                     runs["n"].append(oha(args, floor, UPSTREAM_KEY, rate=rate, duration=args.duration))
-            rows.append((rate, median(runs["d"]), median(runs["v"]), median(runs["n"]) if ngx else None))
-        results["fixed"] = [{"rate": r, "direct": d, "palisade": v, "nginx": n} for r, d, v, n in rows]
+            rows.append((rate, median(runs["d"]), median(runs["v"]), median(runs["t"]),
+                         median(runs["n"]) if ngx else None))
+        results["fixed"] = [{"rate": r, "direct": d, "palisade": v, "palisade_pt": t, "nginx": n}
+                            for r, d, v, t, n in rows]
         sat_direct = oha(args, direct, UPSTREAM_KEY, duration=args.duration, connections=64)
         sat_pal = oha(args, via, token, duration=args.duration, connections=64)
-        results["saturation"] = {"direct": sat_direct, "palisade": sat_pal}
+        sat_pt = oha(args, via_pt, token_pt, duration=args.duration, connections=64)
+        results["saturation"] = {"direct": sat_direct, "palisade": sat_pal, "palisade_pt": sat_pt}
         if ngx is not None:
             results["saturation"]["nginx"] = oha(args, floor, UPSTREAM_KEY, duration=args.duration, connections=64)
             stop(ngx)
             procs.remove(ngx)
         stop(pal)
         procs.remove(pal)
+        stop(pal_pt)
+        procs.remove(pal_pt)
 
         # The same with guardrails on both phases.
         guarded_home = os.path.join(home, "guarded")
@@ -368,22 +387,24 @@ def main():
 
 def print_tables(r):
     print("\n### Added latency (non-streaming chat, open loop, latency-corrected; medians of interleaved runs)\n")
-    print("| rate (req/s) | direct p50 | direct p99 | via Palisade p50 | via Palisade p99 | added p50 | added p99 | 2xx |")
-    print("|---|---|---|---|---|---|---|---|")
-    for row in r["fixed"]:
-        d, v = row["direct"], row["palisade"]
-        print(f"| {row['rate']} (got {v['rps']:.0f}) | {d['p50_ms']:.3f} ms | {d['p99_ms']:.3f} ms | {v['p50_ms']:.3f} ms | "
-              f"{v['p99_ms']:.3f} ms | {v['p50_ms'] - d['p50_ms']:.3f} ms | {v['p99_ms'] - d['p99_ms']:.3f} ms | "
-              f"{v['ok_share'] * 100:.1f} % |")
+    for key, title in (("palisade", "work-stealing (default)"), ("palisade_pt", "`--threading per-thread`")):
+        print(f"\nPalisade, {title}:\n")
+        print("| rate (req/s) | direct p50 | direct p99 | via Palisade p50 | via Palisade p99 | added p50 | added p99 | 2xx |")
+        print("|---|---|---|---|---|---|---|---|")
+        for row in r["fixed"]:
+            d, v = row["direct"], row[key]
+            print(f"| {row['rate']} (got {v['rps']:.0f}) | {d['p50_ms']:.3f} ms | {d['p99_ms']:.3f} ms | {v['p50_ms']:.3f} ms | "
+                  f"{v['p99_ms']:.3f} ms | {v['p50_ms'] - d['p50_ms']:.3f} ms | {v['p99_ms'] - d['p99_ms']:.3f} ms | "
+                  f"{v['ok_share'] * 100:.1f} % |")
     if any(row.get("nginx") for row in r["fixed"]):
         print("\nThe floor: nginx as a plain reverse proxy (keep-alive upstream, no auth, no parsing) on the same hop:\n")
-        print("| rate | nginx p50 | nginx p99 | nginx added p50 | nginx added p99 | Palisade added p50 − nginx added p50 |")
+        print("| rate | nginx p50 | nginx p99 | nginx added p50 | nginx added p99 | Palisade (work-stealing / per-thread) added p50 − nginx added p50 |")
         print("|---|---|---|---|---|---|")
         for row in r["fixed"]:
-            d, v, n = row["direct"], row["palisade"], row.get("nginx")
+            d, v, t, n = row["direct"], row["palisade"], row["palisade_pt"], row.get("nginx")
             if n:
                 print(f"| {row['rate']} | {n['p50_ms']:.3f} ms | {n['p99_ms']:.3f} ms | {n['p50_ms'] - d['p50_ms']:.3f} ms | "
-                      f"{n['p99_ms'] - d['p99_ms']:.3f} ms | {v['p50_ms'] - n['p50_ms']:.3f} ms |")
+                      f"{n['p99_ms'] - d['p99_ms']:.3f} ms | {v['p50_ms'] - n['p50_ms']:.3f} / {t['p50_ms'] - n['p50_ms']:.3f} ms |")
     if "guarded" in r:
         print("\nWith the guardrails on (request and response phases):\n")
         print("| rate | p50 | p99 | 2xx |")
@@ -395,7 +416,8 @@ def print_tables(r):
     print("| target | connections | req/s | p50 | p99 | 2xx |")
     print("|---|---|---|---|---|---|")
     s = r["saturation"]
-    for name, v, c in [("mock directly", s["direct"], 64), ("Palisade", s["palisade"], 64)] + \
+    for name, v, c in [("mock directly", s["direct"], 64), ("Palisade", s["palisade"], 64),
+                       ("Palisade, per-thread", s["palisade_pt"], 64)] + \
             ([("nginx (plain proxy)", s["nginx"], 64)] if "nginx" in s else []) + \
             ([("Palisade, guardrails on", r["guarded_saturation"], 64)] if "guarded_saturation" in r else []) + \
             ([("LiteLLM", r["litellm_saturation"], 16)] if "litellm_saturation" in r else []):

@@ -169,7 +169,14 @@ fn settle(gw: &Arc<Gateway>, admission: Admission, used: u64) {
 }
 
 fn usage_total(v: &Value) -> Option<(u64, u64)> {
-    let u = v.get("usage")?;
+    usage_counts(v.get("usage")?)
+}
+
+/// An answer's `usage` object as (prompt, completion) tokens.
+fn usage_counts(u: &Value) -> Option<(u64, u64)> {
+    if !u.is_object() {
+        return None;
+    }
     let prompt = u.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0);
     let completion = u.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0);
     let total = u
@@ -325,7 +332,7 @@ async fn proxy(gw: &Arc<Gateway>, caller: &Caller, api: Api, body: Body, served:
     let timeout = Duration::from_secs(limits.request_timeout_secs);
     let resp = upstream
         .post(
-            &gw.client,
+            gw.clients.get(),
             api.path(),
             upstream_body,
             stream,
@@ -398,14 +405,25 @@ async fn proxy(gw: &Arc<Gateway>, caller: &Caller, api: Api, body: Body, served:
             return Err(e);
         }
     };
-    let mut answer: Value = match serde_json::from_slice(&raw) {
+    // The whole answer is parsed only when something reads it (response filters, the
+    // shadow comparison); otherwise only `usage` is taken out of it (still checking that
+    // it is JSON) and the upstream's bytes are passed on as they are.
+    let whole = needs_inspection || shadow_body.is_some();
+    let parsed = if whole {
+        serde_json::from_slice::<Value>(&raw).map(|v| (v.get("usage").cloned(), v))
+    } else {
+        serde_json::from_slice::<UsageOf>(&raw)
+            .map(|u| (u.usage, Value::Null))
+            .or_else(|_| serde_json::from_slice::<Value>(&raw).map(|v| (v.get("usage").cloned(), Value::Null)))
+    };
+    let (usage, mut answer) = match parsed {
         Ok(v) => v,
         Err(_) => {
             settle(gw, admission, estimate);
             return Err(GatewayError::new(Kind::Upstream, "the upstream's answer is not JSON"));
         }
     };
-    let (prompt, completion) = usage_total(&answer).unwrap_or((estimate, 0));
+    let (prompt, completion) = usage.as_ref().and_then(usage_counts).unwrap_or((estimate, 0));
     served.tokens = Some(prompt + completion);
     gw.metrics
         .tokens
@@ -494,6 +512,13 @@ async fn proxy(gw: &Arc<Gateway>, caller: &Caller, api: Api, body: Body, served:
         }
     }
     Ok(r)
+}
+
+/// The one field of an answer the gateway needs when nothing else reads it.
+#[derive(serde::Deserialize)]
+struct UsageOf {
+    #[serde(default)]
+    usage: Option<Value>,
 }
 
 fn add_headers(r: &mut Response, admission: &Admission) {
@@ -587,7 +612,7 @@ fn spawn_shadow(
         let result = async {
             let r = upstream
                 .post(
-                    &gw.client,
+                    gw.clients.get(),
                     api.path(),
                     body,
                     false,

@@ -2,7 +2,15 @@
 //! plain `axum::serve` does not set — a deadline for request headers (slow-loris
 //! clients), a cap on header size and count, a cap on open connections — and TLS from
 //! PEM files with optional client certificates (mTLS), through rustls.
+//!
+//! Two ways to run it ([`Threading`]): one work-stealing runtime whose threads share every
+//! connection ([`serve`]), or one single-threaded runtime per thread, each accepting on its
+//! own `SO_REUSEPORT` listener ([`serve_per_thread`]). In the second, a request and the
+//! upstream call it makes stay on one thread — no cross-thread wake-ups on the hot path —
+//! which lowers proxy latency; the price is that a thread busy with one request delays
+//! the other connections the kernel gave it.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,6 +50,113 @@ pub struct TlsConfig {
 
 fn yes() -> bool {
     true
+}
+
+/// How the server spreads its work over threads (`serve.threading`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Threading {
+    /// One runtime whose worker threads share every connection and steal each other's
+    /// work: the best spread of uneven load.
+    #[default]
+    WorkStealing,
+    /// One single-threaded runtime per worker, each with its own listener on the same
+    /// address (`SO_REUSEPORT`): the kernel spreads connections, and each request stays
+    /// on its thread. Lowest latency for the proxy.
+    PerThread,
+}
+
+thread_local! {
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The index of the per-thread server loop on this thread; 0 on any other thread. Lets
+/// per-thread state (the upstream connection pools) be picked without a lock.
+pub fn worker_index() -> usize {
+    WORKER.with(Cell::get)
+}
+
+/// `n` listeners on the same address with `SO_REUSEPORT` (non-blocking, for
+/// [`serve_per_thread`]). With port 0 the first one picks the port and the rest join it.
+pub fn reuseport_listeners(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let mut out: Vec<std::net::TcpListener> = Vec::with_capacity(n);
+    let mut addr = addr;
+    for _ in 0..n.max(1) {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        let listener: std::net::TcpListener = socket.into();
+        if out.is_empty() {
+            addr = listener.local_addr()?;
+        }
+        out.push(listener);
+    }
+    Ok(out)
+}
+
+/// Serves `app` on every listener, each from its own thread with a single-threaded
+/// runtime, until `shutdown` resolves; then every thread drains as [`serve`] does.
+pub async fn serve_per_thread(
+    listeners: Vec<std::net::TcpListener>,
+    app: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    options: ServerOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<std::io::Result<()>>(listeners.len().max(1));
+    let per_thread = ServerOptions {
+        max_connections: options.max_connections.div_ceil(listeners.len().max(1)),
+        ..options
+    };
+    let mut threads = 0usize;
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let (app, tls, options, done) = (app.clone(), tls.clone(), per_thread.clone(), done_tx.clone());
+        let mut stop = stop_rx.clone();
+        std::thread::Builder::new()
+            .name(format!("palisade-serve-{i}"))
+            .spawn(move || {
+                WORKER.with(|w| w.set(i));
+                let result = rt.block_on(async move {
+                    let listener = TcpListener::from_std(listener)?;
+                    let stopped = async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    };
+                    serve(listener, app, tls, options, stopped).await
+                });
+                let _ = done.try_send(result);
+            })?;
+        threads += 1;
+    }
+    drop(done_tx);
+    tokio::pin!(shutdown);
+    let mut first_error = None;
+    let mut finished = 0usize;
+    // A thread that ends early (its listener failed) stops the others too.
+    tokio::select! {
+        () = &mut shutdown => {}
+        r = done_rx.recv() => {
+            finished += 1;
+            if let Some(Err(e)) = r {
+                first_error = Some(e);
+            }
+        }
+    }
+    let _ = stop_tx.send(true);
+    while finished < threads {
+        match done_rx.recv().await {
+            Some(Err(e)) if first_error.is_none() => first_error = Some(e),
+            Some(_) => {}
+            None => break,
+        }
+        finished += 1;
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 #[derive(Clone, Debug)]

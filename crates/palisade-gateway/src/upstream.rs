@@ -17,22 +17,46 @@ use crate::config::UpstreamConfig;
 
 pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// A shared client for every upstream.
-pub fn client(connect_timeout: Duration) -> Result<HttpClient, String> {
-    let mut http = HttpConnector::new();
-    http.set_connect_timeout(Some(connect_timeout));
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-        .map_err(|e| format!("TLS roots: {e}"))?
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        .build(https))
+/// Most connection pools kept: one per server thread, up to this many.
+const MAX_POOLS: usize = 64;
+
+/// Upstream clients: one connection pool per server thread
+/// ([`crate::server::worker_index`]), created on the thread's first call, so that with
+/// per-thread serving a request and its upstream connection live on the same thread.
+/// Every other thread (a work-stealing runtime, tests) uses pool 0.
+pub struct Clients {
+    connector: hyper_rustls::HttpsConnector<HttpConnector>,
+    pools: Box<[std::sync::OnceLock<HttpClient>]>,
+}
+
+impl Clients {
+    pub fn new(connect_timeout: Duration) -> Result<Clients, String> {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_native_roots(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .map_err(|e| format!("TLS roots: {e}"))?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Ok(Clients {
+            connector,
+            pools: (0..MAX_POOLS).map(|_| std::sync::OnceLock::new()).collect(),
+        })
+    }
+
+    /// This thread's client.
+    pub fn get(&self) -> &HttpClient {
+        let slot = &self.pools[crate::server::worker_index() % MAX_POOLS];
+        slot.get_or_init(|| {
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(256)
+                .build(self.connector.clone())
+        })
+    }
 }
 
 pub struct Upstream {

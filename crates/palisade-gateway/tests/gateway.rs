@@ -964,3 +964,82 @@ async fn spans_continue_the_callers_trace_reach_the_upstream_and_export_as_otlp_
         Some(json!({ "intValue": "401" }))
     );
 }
+
+#[tokio::test]
+async fn access_log_lines_carry_the_request_and_follow_each_models_body_policy() {
+    use sha2::Digest as _;
+    let config = BASE.replace(
+        "[[models]]\nname = \"lenient\"\nkind = \"openai\"\n",
+        "[[models]]\nname = \"lenient\"\nkind = \"openai\"\nbody_log = \"full\"\n",
+    );
+    assert_ne!(config, BASE);
+    let h = harness(&config).await;
+    let (_, t) = h.keys.add("svc", &["invoker"]);
+    let lines = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<Vec<u8>>::new()));
+    let sink = lines.clone();
+    assert!(h
+        .gw
+        .set_access_sink(std::sync::Arc::new(move |l: &[u8]| sink.lock().push(l.to_vec()))));
+    assert!(!h.gw.set_access_sink(std::sync::Arc::new(|_: &[u8]| {})), "set once");
+
+    // The default policy (hash): the body's SHA-256 and size, never its text.
+    let body =
+        json!({ "model": "chat", "messages": [{ "role": "user", "content": "my card is 4111 1111 1111 1111" }] });
+    let r = h.post("/v1/chat/completions", &t, &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = serde_json::to_vec(&body).unwrap();
+    // A model with `body_log = "full"`.
+    let full = json!({ "model": "lenient", "messages": [{ "role": "user", "content": "hello there" }] });
+    assert_eq!(h.post("/v1/chat/completions", &t, &full).await.status, 200);
+    // A refused request is logged too, without a principal.
+    assert_eq!(h.post("/v1/chat/completions", "pk_nope.nope", &body).await.status, 401);
+
+    let lines: Vec<Value> = lines
+        .lock()
+        .iter()
+        .map(|l| {
+            assert_eq!(l.last(), Some(&b'\n'), "one line each");
+            assert_eq!(l.iter().filter(|b| **b == b'\n').count(), 1);
+            serde_json::from_slice(l).unwrap()
+        })
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let (hashed, fulltext, refused) = (&lines[0], &lines[1], &lines[2]);
+    for l in &lines {
+        assert_eq!(l["level"], "INFO");
+        assert_eq!(l["target"], "palisade::access");
+        assert_eq!(l["fields"]["message"], "request");
+        assert_eq!(l["fields"]["method"], "POST");
+        assert_eq!(l["fields"]["path"], "/v1/chat/completions");
+        let ts = l["timestamp"].as_str().unwrap();
+        assert!(
+            ts.len() == 27 && ts.ends_with('Z') && ts.as_bytes()[19] == b'.',
+            "RFC 3339 with microseconds: {ts}"
+        );
+    }
+    let f = &hashed["fields"];
+    assert_eq!(f["request_id"].as_str(), r.header("x-request-id"));
+    assert_eq!(f["status"], 200);
+    assert_eq!(f["model"], "chat");
+    assert_eq!(f["backend"], "blue");
+    assert!(f["principal"].as_str().is_some_and(|p| !p.is_empty()));
+    assert!(f["duration_ms"].as_f64().is_some_and(|d| d > 0.0));
+    assert!(f["tokens"].as_u64().is_some_and(|n| n > 0));
+    assert_eq!(f["body_sha256"], hex::encode(sha2::Sha256::digest(&sent)));
+    assert_eq!(f["body_size"], sent.len());
+    assert!(f.get("body").is_none());
+    assert!(
+        !serde_json::to_string(hashed).unwrap().contains("4111"),
+        "no body text under `hash`"
+    );
+    let f = &fulltext["fields"];
+    assert_eq!(f["model"], "lenient");
+    assert_eq!(
+        serde_json::from_str::<Value>(f["body"].as_str().unwrap()).unwrap(),
+        full
+    );
+    assert!(f.get("body_sha256").is_none());
+    let f = &refused["fields"];
+    assert_eq!(f["status"], 401);
+    assert!(f.get("principal").is_none() && f.get("model").is_none());
+}

@@ -220,3 +220,56 @@ async fn slow_clients_are_cut_off_and_oversized_heads_refused() {
     assert!(exchange(s, GET_WHO).await.ends_with("anonymous"));
     let _ = stop.send(());
 }
+
+#[tokio::test]
+async fn per_thread_serving_spreads_connections_over_its_listeners_and_drains() {
+    use palisade_gateway::server::{reuseport_listeners, serve_per_thread, worker_index};
+    let listeners = reuseport_listeners("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+    let addrs: Vec<_> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+    assert!(addrs.iter().all(|a| *a == addrs[0]), "all on one port: {addrs:?}");
+    let addr = addrs[0];
+    let app = Router::new()
+        .route("/thread", get(|| async { format!("worker={}", worker_index()) }))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                "done"
+            }),
+        );
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve_per_thread(
+        listeners,
+        app,
+        None,
+        ServerOptions::default(),
+        async {
+            let _ = rx.await;
+        },
+    ));
+    // Fresh connections land on all three listeners, and each request is answered by
+    // the thread whose listener accepted it.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..90 {
+        let s = TcpStream::connect(addr).await.unwrap();
+        let text = exchange(s, b"GET /thread HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+        let worker = text.rsplit("worker=").next().unwrap().trim().to_owned();
+        seen.insert(worker);
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["0", "1", "2"]);
+    // A request in flight at shutdown still gets its answer.
+    let slow = tokio::spawn(async move {
+        let s = TcpStream::connect(addr).await.unwrap();
+        exchange(s, b"GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tx.send(()).unwrap();
+    let text = slow.await.unwrap();
+    assert!(text.starts_with("HTTP/1.1 200") && text.ends_with("done"), "{text}");
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the threads stop after draining")
+        .unwrap()
+        .unwrap();
+    assert!(TcpStream::connect(addr).await.is_err(), "the listeners are closed");
+}

@@ -377,6 +377,12 @@ pub struct ServeArgs {
     /// Worker threads of the server [default: one per CPU, or `serve.workers`].
     #[arg(long, env = "PALISADE_WORKERS")]
     pub workers: Option<usize>,
+    /// How requests are spread over the worker threads [default: work-stealing, or
+    /// `serve.threading`]. `per-thread`: each worker runs its own event loop on its own
+    /// listener (SO_REUSEPORT) and keeps a request and its upstream call on one thread —
+    /// the lowest proxy latency, at the cost of no work stealing between threads.
+    #[arg(long, value_enum, env = "PALISADE_THREADING")]
+    pub threading: Option<ThreadingArg>,
     /// Serve only one of the two routers (at scale, run them as separate processes over
     /// the same database and blob store) [default: both on one listener].
     #[arg(long, value_enum)]
@@ -394,6 +400,14 @@ pub struct ServeArgs {
     /// Require client certificates issued by these CAs (PEM): mutual TLS.
     #[arg(long, requires = "tls_cert", value_name = "FILE")]
     pub client_ca: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ThreadingArg {
+    /// One runtime whose threads share all connections and steal each other's work.
+    WorkStealing,
+    /// One event loop per thread, each with its own listener.
+    PerThread,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

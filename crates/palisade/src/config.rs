@@ -72,6 +72,8 @@ pub struct ServeConfig {
     pub max_connections: Option<usize>,
     /// Worker threads (default: one per CPU).
     pub workers: Option<usize>,
+    /// `work-stealing` (default) or `per-thread`: see `palisade serve --help`.
+    pub threading: Option<palisade_gateway::server::Threading>,
 }
 
 /// `[auth]`: who may call the servers.

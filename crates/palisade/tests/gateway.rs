@@ -312,3 +312,55 @@ fn a_canary_rolls_back_when_its_upstream_starts_failing() {
     ok(cli(&["audit", "verify", "--key", vkey.trim()], &addr, &admin));
     assert_eq!(stop(&mut server), 0);
 }
+
+#[test]
+fn per_thread_serving_proxies_and_keeps_one_limit_across_its_threads() {
+    let (upstream, mock) = mock_upstream("mock", "sk-up-pt");
+    let t = tempfile::tempdir().unwrap();
+    let config = t.path().join("palisade.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[serve]\nthreading = \"per-thread\"\nworkers = 3\n\
+             [[gateway.upstreams]]\nname = \"mock\"\nurl = \"{upstream}\"\napi_key_env = \"MOCK_KEY_PT\"\n\
+             [[gateway.models]]\nname = \"chat\"\nkind = \"openai\"\n[[gateway.models.backends]]\nname = \"a\"\nupstream = \"mock\"\n\
+             [[gateway.rate_limits]]\nname = \"per-key\"\nscope = \"key\"\nrequests = 25\nwindow_secs = 3600\n"
+        ),
+    )
+    .unwrap();
+    std::env::set_var("MOCK_KEY_PT", "sk-up-pt");
+    let home = t.path().join("home");
+    let (mut server, a, admin) = start_with(&home, true, &["--config", config.to_str().unwrap()]);
+    let admin = admin.unwrap_or_else(|_| panic!("admin key"));
+    let app = token_of(&ok(cli(
+        &["keys", "create", "--subject", "app", "--role", "invoker"],
+        &a,
+        &admin,
+    )));
+    // 100 requests on fresh connections from 10 threads: the kernel spreads them over
+    // the three listeners, and the one in-process limit still admits exactly 25.
+    let codes: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..10)
+            .map(|_| {
+                let (a, app) = (a.clone(), app.clone());
+                s.spawn(move || (0..10).map(|_| chat(&a, &app)).collect::<Vec<u16>>())
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let admitted = codes.iter().filter(|c| **c == 200).count();
+    let limited = codes.iter().filter(|c| **c == 429).count();
+    assert_eq!((admitted, limited), (25, 75), "{codes:?}");
+    assert_eq!(
+        mock.requests.load(std::sync::atomic::Ordering::Relaxed),
+        25,
+        "only admitted requests reach the upstream"
+    );
+    // The registry is served by the same threads.
+    assert_eq!(call("GET", &format!("{a}/api/v1/models"), Some(&admin), None).0, 200);
+    assert_eq!(
+        stop(&mut server),
+        0,
+        "every thread drains and the process exits cleanly"
+    );
+}

@@ -11,10 +11,11 @@ use std::sync::Arc;
 use palisade_auth::BoxFuture;
 use palisade_registry::server::Registry;
 
-use crate::cli::{OnlyArg, ServeArgs};
+use crate::cli::{OnlyArg, ServeArgs, ThreadingArg};
 use crate::config::Config;
 use crate::units::parse_size;
 use crate::EXIT_CLEAN;
+use palisade_gateway::server::Threading;
 
 pub fn run(args: ServeArgs, config_path: Option<&Path>) -> Result<u8> {
     let (config, _) = Config::load(config_path)?;
@@ -93,13 +94,28 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> Result<u8> {
     };
     let guard_config = config.guard;
     let only = args.only;
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.workers.or(config.serve.workers) {
-        if n == 0 {
-            anyhow::bail!("--workers must be at least 1");
-        }
-        rt.worker_threads(n);
+    let threading = match args.threading {
+        Some(ThreadingArg::WorkStealing) => Threading::WorkStealing,
+        Some(ThreadingArg::PerThread) => Threading::PerThread,
+        None => config.serve.threading.unwrap_or_default(),
+    };
+    let workers = args.workers.or(config.serve.workers);
+    if workers == Some(0) {
+        anyhow::bail!("--workers must be at least 1");
     }
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    match (threading, workers) {
+        (Threading::WorkStealing, Some(n)) => {
+            rt.worker_threads(n);
+        }
+        (Threading::WorkStealing, None) => {}
+        // The requests run on the per-thread loops; this runtime keeps the background
+        // work (audit writer, checkpoints, deployment sync).
+        (Threading::PerThread, _) => {
+            rt.worker_threads(1);
+        }
+    }
+    let serve_threads = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let rt = rt.enable_all().build().context("cannot start the async runtime")?;
     rt.block_on(async move {
         let accepts_jwt = options.jwt.is_some();
@@ -123,9 +139,22 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> Result<u8> {
         } else {
             Some(gateway(&registry, gateway_config, &policy_files, &guard_config).await?)
         };
-        let listener = tokio::net::TcpListener::bind(&listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
+        let listeners = match threading {
+            Threading::WorkStealing => vec![tokio::net::TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?
+                .into_std()?],
+            Threading::PerThread => {
+                let addr = tokio::net::lookup_host(&listen)
+                    .await
+                    .with_context(|| format!("cannot resolve {listen}"))?
+                    .next()
+                    .with_context(|| format!("{listen} resolves to no address"))?;
+                palisade_gateway::server::reuseport_listeners(addr, serve_threads)
+                    .with_context(|| format!("cannot listen on {listen}"))?
+            }
+        };
+        let local_addr = listeners.first().context("no listener")?.local_addr()?;
         let scheme = if acceptor.is_some() { "https" } else { "http" };
         let what = match only {
             Some(OnlyArg::Registry) => "registry",
@@ -134,7 +163,7 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> Result<u8> {
         };
         eprintln!(
             "palisade {what} listening on {scheme}://{} (state in {}, blobs in {})",
-            listener.local_addr()?,
+            local_addr,
             home.display(),
             registry.blobs.location()
         );
@@ -170,9 +199,17 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> Result<u8> {
                 g.drain();
             }
         };
-        palisade_gateway::server::serve(listener, app, acceptor, server_options, stop)
-            .await
-            .context("server error")?;
+        match threading {
+            Threading::WorkStealing => {
+                let mut listeners = listeners;
+                let listener = tokio::net::TcpListener::from_std(listeners.remove(0))?;
+                palisade_gateway::server::serve(listener, app, acceptor, server_options, stop).await
+            }
+            Threading::PerThread => {
+                palisade_gateway::server::serve_per_thread(listeners, app, acceptor, server_options, stop).await
+            }
+        }
+        .context("server error")?;
         // A final checkpoint so that everything up to shutdown is signed.
         registry.checkpoint().await.context("final audit checkpoint")?;
         Ok(EXIT_CLEAN)
@@ -198,6 +235,13 @@ async fn gateway(
             guard: Some(guard.clone()),
         },
     )?;
+    // With JSON logs, access-log lines skip tracing's formatter: the same shape, written
+    // straight into the log buffer at a fraction of the cost per request.
+    if let Some(w) = crate::logwriter::json_writer() {
+        if tracing::enabled!(target: "palisade::access", tracing::Level::INFO) {
+            gw.set_access_sink(Arc::new(move |line: &[u8]| w.write_line(line)));
+        }
+    }
     let weak = Arc::downgrade(&gw);
     registry
         .on_revoke(Box::new(move |id| {
