@@ -6,7 +6,8 @@ Runs, in one process tree on this machine:
   - nginx as a plain reverse proxy in front of it (when installed: Debian's `nginx`),
     the floor any proxy pays for the extra loopback hop — no auth, no parsing,
   - `palisade serve` in front of it (API-key auth, a per-key rate limit that is checked
-    on every request but never binds, access log on),
+    on every request but never binds, access log on), twice: the default work-stealing
+    runtime and `--threading per-thread`,
   - LiteLLM's proxy in front of the same mock (per-key auth with an rpm limit through
     `custom_auth`, no database; see bench/litellm_proxy.md),
 and drives each with oha (a separate process, open loop at fixed rates with latency
