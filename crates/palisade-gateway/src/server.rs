@@ -7,8 +7,8 @@
 //! connection ([`serve`]), or one single-threaded runtime per thread, each accepting on its
 //! own `SO_REUSEPORT` listener ([`serve_per_thread`]). In the second, a request and the
 //! upstream call it makes stay on one thread — no cross-thread wake-ups on the hot path —
-//! which lowers proxy latency; the price is that a thread busy with one request delays
-//! the other connections the kernel gave it.
+//! which raises proxy throughput; the price is that a thread busy with one request delays
+//! the other connections the kernel gave it, even while another core is idle.
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -62,7 +62,7 @@ pub enum Threading {
     WorkStealing,
     /// One single-threaded runtime per worker, each with its own listener on the same
     /// address (`SO_REUSEPORT`): the kernel spreads connections, and each request stays
-    /// on its thread. Lowest latency for the proxy.
+    /// on its thread. More proxy throughput; no work stealing.
     PerThread,
 }
 
@@ -70,8 +70,9 @@ thread_local! {
     static WORKER: Cell<usize> = const { Cell::new(0) };
 }
 
-/// The index of the per-thread server loop on this thread; 0 on any other thread. Lets
-/// per-thread state (the upstream connection pools) be picked without a lock.
+/// The number (1, 2, …) of the per-thread server loop on this thread; 0 on any other
+/// thread. Lets per-thread state (the upstream connection pools) be picked without a
+/// lock.
 pub fn worker_index() -> usize {
     WORKER.with(Cell::get)
 }
@@ -121,7 +122,8 @@ pub async fn serve_per_thread(
         std::thread::Builder::new()
             .name(format!("palisade-serve-{i}"))
             .spawn(move || {
-                WORKER.with(|w| w.set(i));
+                // 1-based: 0 stays with every other thread (background tasks).
+                WORKER.with(|w| w.set(i + 1));
                 let result = rt.block_on(async move {
                     let listener = TcpListener::from_std(listener)?;
                     let stopped = async move {

@@ -23,7 +23,7 @@ const MAX_POOLS: usize = 64;
 /// Upstream clients: one connection pool per server thread
 /// ([`crate::server::worker_index`]), created on the thread's first call, so that with
 /// per-thread serving a request and its upstream connection live on the same thread.
-/// Every other thread (a work-stealing runtime, tests) uses pool 0.
+/// Every other thread (a work-stealing runtime, background tasks, tests) uses pool 0.
 pub struct Clients {
     connector: hyper_rustls::HttpsConnector<HttpConnector>,
     pools: Box<[std::sync::OnceLock<HttpClient>]>,

@@ -256,7 +256,7 @@ async fn per_thread_serving_spreads_connections_over_its_listeners_and_drains() 
         let worker = text.rsplit("worker=").next().unwrap().trim().to_owned();
         seen.insert(worker);
     }
-    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["0", "1", "2"]);
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["1", "2", "3"]);
     // A request in flight at shutdown still gets its answer.
     let slow = tokio::spawn(async move {
         let s = TcpStream::connect(addr).await.unwrap();

@@ -380,7 +380,8 @@ pub struct ServeArgs {
     /// How requests are spread over the worker threads [default: work-stealing, or
     /// `serve.threading`]. `per-thread`: each worker runs its own event loop on its own
     /// listener (SO_REUSEPORT) and keeps a request and its upstream call on one thread —
-    /// the lowest proxy latency, at the cost of no work stealing between threads.
+    /// more proxy throughput, but no work stealing: a request waits while its thread is
+    /// busy.
     #[arg(long, value_enum, env = "PALISADE_THREADING")]
     pub threading: Option<ThreadingArg>,
     /// Serve only one of the two routers (at scale, run them as separate processes over
