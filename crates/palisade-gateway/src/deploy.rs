@@ -395,6 +395,8 @@ pub struct Deployments {
     sync: Duration,
     /// When a store failure was last logged (Unix seconds).
     store_logged: std::sync::atomic::AtomicU64,
+    /// Where canary controllers run.
+    background: crate::server::Background,
 }
 
 fn conflict(msg: impl Into<String>) -> GatewayError {
@@ -482,6 +484,7 @@ impl Deployments {
             store,
             sync,
             store_logged: std::sync::atomic::AtomicU64::new(0),
+            background: crate::server::Background::capture(),
         };
         for d in me.models.values() {
             me.publish(d);
@@ -650,7 +653,8 @@ impl Deployments {
         }
         let me = self.clone();
         let dep = d.clone();
-        tokio::spawn(async move { me.drive(dep, id).await });
+        let background = self.background.clone();
+        background.spawn(async move { me.drive(dep, id).await });
     }
 
     /// Adopts stored state newer than this process's.

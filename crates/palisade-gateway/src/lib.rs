@@ -119,6 +119,8 @@ pub struct Gateway {
     pub tracer: Option<Arc<trace::Tracer>>,
     /// Ready-made JSON access-log lines go here when set ([`Gateway::set_access_sink`]).
     access_sink: std::sync::OnceLock<AccessSink>,
+    /// Where token settlement and shadow calls run.
+    pub(crate) background: server::Background,
 }
 
 /// What [`Gateway::new`] needs besides the configuration.
@@ -214,6 +216,7 @@ impl Gateway {
             limiter_logged: std::sync::atomic::AtomicU64::new(0),
             tracer,
             access_sink: std::sync::OnceLock::new(),
+            background: server::Background::capture(),
             config,
         }))
     }

@@ -3,8 +3,10 @@
 //! `chat.completion.chunk` SSE with `[DONE]`, `text_completion`, embeddings, `usage`,
 //! OpenAI error bodies — and can be steered: a request field `"mock_reply": "…"` (a
 //! gateway passes through fields it does not interpret) is answered verbatim, so a test
-//! can make the "model" say something hostile; and `POST /mock/control` sets a failure rate and a delay at run time (canary tests).
-//! `GET /mock/stats` reports what it received, so tests can check what left the gateway.
+//! can make the "model" say something hostile, and `"mock_answer": <JSON>` on a chat
+//! request is sent back as the whole answer (a malformed upstream). `POST /mock/control`
+//! sets a failure rate and a delay at run time (canary tests). `GET /mock/stats` reports
+//! what it received, so tests can check what left the gateway.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -182,6 +184,9 @@ async fn chat(State(state): State<Arc<MockState>>, headers: HeaderMap, raw: Byte
     };
     if let Err(r) = admit(&state, &headers, &body).await {
         return r;
+    }
+    if let Some(answer) = body.get("mock_answer") {
+        return Json(answer.clone()).into_response();
     }
     let model = body.get("model").and_then(Value::as_str).unwrap_or("mock").to_owned();
     let content = reply(&state, &body);

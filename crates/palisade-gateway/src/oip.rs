@@ -344,7 +344,8 @@ fn spawn_shadow(
         return;
     };
     let (gw, d) = (gw.clone(), d.clone());
-    tokio::spawn(async move {
+    let background = gw.background.clone();
+    background.spawn(async move {
         let _permit = permit;
         let started = Instant::now();
         let result = execute(&d, loaded.clone(), inputs, wanted).await;

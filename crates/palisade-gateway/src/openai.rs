@@ -160,8 +160,9 @@ fn settle(gw: &Arc<Gateway>, admission: Admission, used: u64) {
     if admission.reserved_tokens() == 0 {
         return;
     }
-    let gw = gw.clone();
-    tokio::spawn(async move {
+    let gw2 = gw.clone();
+    gw.background.spawn(async move {
+        let gw = gw2;
         if let Err(e) = gw.limits.settle(&admission, used).await {
             tracing::warn!(error = %e, "token reservation not settled");
         }
@@ -409,18 +410,28 @@ async fn proxy(gw: &Arc<Gateway>, caller: &Caller, api: Api, body: Body, served:
     // shadow comparison); otherwise only `usage` is taken out of it (still checking that
     // it is JSON) and the upstream's bytes are passed on as they are.
     let whole = needs_inspection || shadow_body.is_some();
-    let parsed = if whole {
-        serde_json::from_slice::<Value>(&raw).map(|v| (v.get("usage").cloned(), v))
+    // Every OpenAI answer is an object; serde would also read a struct from an array.
+    let object = raw.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let parsed = if !object {
+        None
+    } else if whole {
+        serde_json::from_slice::<Value>(&raw)
+            .ok()
+            .map(|v| (v.get("usage").cloned(), v))
     } else {
         serde_json::from_slice::<UsageOf>(&raw)
             .map(|u| (u.usage, Value::Null))
             .or_else(|_| serde_json::from_slice::<Value>(&raw).map(|v| (v.get("usage").cloned(), Value::Null)))
+            .ok()
     };
     let (usage, mut answer) = match parsed {
-        Ok(v) => v,
-        Err(_) => {
+        Some(v) => v,
+        None => {
             settle(gw, admission, estimate);
-            return Err(GatewayError::new(Kind::Upstream, "the upstream's answer is not JSON"));
+            return Err(GatewayError::new(
+                Kind::Upstream,
+                "the upstream's answer is not a JSON object",
+            ));
         }
     };
     let (prompt, completion) = usage.as_ref().and_then(usage_counts).unwrap_or((estimate, 0));
@@ -604,7 +615,8 @@ fn spawn_shadow(
         Target::Onnx { .. } => fallback,
     };
     let (gw, d) = (gw.clone(), d.clone());
-    tokio::spawn(async move {
+    let background = gw.background.clone();
+    background.spawn(async move {
         let _permit = permit;
         let started = Instant::now();
         let limits = &gw.config.limits;

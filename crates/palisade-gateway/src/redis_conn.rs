@@ -12,6 +12,9 @@ pub struct RedisConn {
     conn: parking_lot::RwLock<Option<ConnectionManager>>,
     connecting: tokio::sync::Mutex<Option<Instant>>,
     timeout: Duration,
+    /// The connection's driver task runs here, not on the serve thread that happens to
+    /// make it.
+    background: crate::server::Background,
 }
 
 impl RedisConn {
@@ -23,6 +26,7 @@ impl RedisConn {
             conn: parking_lot::RwLock::new(None),
             connecting: tokio::sync::Mutex::new(None),
             timeout: Duration::from_millis(500),
+            background: crate::server::Background::capture(),
         })
     }
 
@@ -42,13 +46,16 @@ impl RedisConn {
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout))
             .set_number_of_retries(1);
-        let c = tokio::time::timeout(
+        let connect = tokio::time::timeout(
             self.timeout * 2,
             ConnectionManager::new_with_config(self.client.clone(), config),
-        )
-        .await
-        .map_err(|_| "connect timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
+        );
+        let c = self
+            .background
+            .run(connect)
+            .await?
+            .map_err(|_| "connect timed out".to_owned())?
+            .map_err(|e| e.to_string())?;
         *self.conn.write() = Some(c.clone());
         Ok(c)
     }

@@ -77,6 +77,41 @@ pub fn worker_index() -> usize {
     WORKER.with(Cell::get)
 }
 
+/// Where work that outlives a request runs: the runtime current when the owner was
+/// built (the main one), not the per-thread loop the request happened to arrive on, so
+/// that it is neither tied to one serve thread's load nor cut off when that thread ends.
+#[derive(Clone, Debug)]
+pub(crate) struct Background(Option<tokio::runtime::Handle>);
+
+impl Background {
+    /// The current runtime, if there is one.
+    pub(crate) fn capture() -> Background {
+        Background(tokio::runtime::Handle::try_current().ok())
+    }
+
+    pub(crate) fn spawn<F>(&self, f: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        match &self.0 {
+            Some(h) => drop(h.spawn(f)),
+            None => drop(tokio::spawn(f)),
+        }
+    }
+
+    /// Runs `f` to its end on the background runtime and gives back its output.
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, String>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = T> + Send + 'static,
+    {
+        match &self.0 {
+            Some(h) => h.spawn(f).await.map_err(|e| e.to_string()),
+            None => Ok(f.await),
+        }
+    }
+}
+
 /// `n` listeners on the same address with `SO_REUSEPORT` (non-blocking, for
 /// [`serve_per_thread`]). With port 0 the first one picks the port and the rest join it.
 pub fn reuseport_listeners(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
@@ -101,64 +136,144 @@ pub fn reuseport_listeners(addr: SocketAddr, n: usize) -> std::io::Result<Vec<st
 
 /// Serves `app` on every listener, each from its own thread with a single-threaded
 /// runtime, until `shutdown` resolves; then every thread drains as [`serve`] does.
+///
+/// The threads outlive their listeners: they keep running their runtimes (and so the
+/// tasks and connections their requests started) until [`ServeThreads::finish`], which
+/// the caller calls once its own last work — a final audit checkpoint — is done. If a
+/// thread cannot start, fails or panics, the others are stopped and finished and the
+/// first error is returned.
 pub async fn serve_per_thread(
     listeners: Vec<std::net::TcpListener>,
     app: Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
     options: ServerOptions,
     shutdown: impl std::future::Future<Output = ()> + Send,
-) -> std::io::Result<()> {
+) -> std::io::Result<ServeThreads> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (release_tx, release_rx) = tokio::sync::watch::channel(false);
     let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<std::io::Result<()>>(listeners.len().max(1));
     let per_thread = ServerOptions {
         max_connections: options.max_connections.div_ceil(listeners.len().max(1)),
         ..options
     };
-    let mut threads = 0usize;
+    let mut threads = ServeThreads {
+        release: release_tx,
+        handles: Vec::with_capacity(listeners.len()),
+    };
+    let mut first_error = None;
     for (i, listener) in listeners.into_iter().enumerate() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let (app, tls, options, done) = (app.clone(), tls.clone(), per_thread.clone(), done_tx.clone());
-        let mut stop = stop_rx.clone();
-        std::thread::Builder::new()
-            .name(format!("palisade-serve-{i}"))
+        let (app, tls, options) = (app.clone(), tls.clone(), per_thread.clone());
+        let report = Report {
+            done: Some(done_tx.clone()),
+            thread: i + 1,
+        };
+        let (mut stop, mut release) = (stop_rx.clone(), release_rx.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("palisade-serve-{}", i + 1))
             .spawn(move || {
                 // 1-based: 0 stays with every other thread (background tasks).
                 WORKER.with(|w| w.set(i + 1));
-                let result = rt.block_on(async move {
+                let mut report = report;
+                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => return report.send(Err(e)),
+                };
+                let result = rt.block_on(async {
                     let listener = TcpListener::from_std(listener)?;
                     let stopped = async move {
                         let _ = stop.wait_for(|s| *s).await;
                     };
                     serve(listener, app, tls, options, stopped).await
                 });
-                let _ = done.try_send(result);
-            })?;
-        threads += 1;
-    }
-    drop(done_tx);
-    tokio::pin!(shutdown);
-    let mut first_error = None;
-    let mut finished = 0usize;
-    // A thread that ends early (its listener failed) stops the others too.
-    tokio::select! {
-        () = &mut shutdown => {}
-        r = done_rx.recv() => {
-            finished += 1;
-            if let Some(Err(e)) = r {
+                report.send(result);
+                // Keep driving what the requests left behind until released.
+                rt.block_on(async {
+                    let _ = release.wait_for(|r| *r).await;
+                });
+                rt.shutdown_timeout(Duration::from_secs(5));
+            });
+        match spawned {
+            Ok(handle) => threads.handles.push(handle),
+            Err(e) => {
                 first_error = Some(e);
+                break;
             }
         }
     }
-    let _ = stop_tx.send(true);
-    while finished < threads {
-        match done_rx.recv().await {
-            Some(Err(e)) if first_error.is_none() => first_error = Some(e),
-            Some(_) => {}
-            None => break,
+    drop(done_tx);
+    if first_error.is_none() {
+        tokio::pin!(shutdown);
+        // A thread that ends early (its listener failed, it panicked) stops the others.
+        tokio::select! {
+            () = &mut shutdown => {}
+            r = done_rx.recv() => first_error = r.and_then(Result::err),
         }
-        finished += 1;
     }
-    first_error.map_or(Ok(()), Err)
+    let _ = stop_tx.send(true);
+    // Every thread reports once (its `Report` sees to that, even when it panics).
+    while let Some(r) = done_rx.recv().await {
+        if let (None, Err(e)) = (&first_error, r) {
+            first_error = Some(e);
+        }
+    }
+    match first_error {
+        None => Ok(threads),
+        Some(e) => {
+            if let Err(other) = threads.finish().await {
+                tracing::error!(error = %other, "while stopping the other serve threads");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The threads of [`serve_per_thread`] after their listeners closed.
+#[must_use = "the serve threads run until finished"]
+pub struct ServeThreads {
+    release: tokio::sync::watch::Sender<bool>,
+    handles: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl ServeThreads {
+    /// Ends the threads' runtimes (tasks still running on them are cancelled) and waits
+    /// for the threads; an error names a thread that panicked.
+    pub async fn finish(self) -> std::io::Result<()> {
+        let _ = self.release.send(true);
+        let handles = self.handles;
+        tokio::task::spawn_blocking(move || {
+            let mut result = Ok(());
+            for (i, h) in handles.into_iter().enumerate() {
+                if h.join().is_err() && result.is_ok() {
+                    result = Err(std::io::Error::other(format!("serve thread {} panicked", i + 1)));
+                }
+            }
+            result
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+}
+
+/// A serve thread's outcome, sent once: by [`Report::send`], or when the thread unwinds
+/// before that, as a panic.
+struct Report {
+    done: Option<tokio::sync::mpsc::Sender<std::io::Result<()>>>,
+    thread: usize,
+}
+
+impl Report {
+    fn send(&mut self, result: std::io::Result<()>) {
+        if let Some(done) = self.done.take() {
+            let _ = done.try_send(result);
+        }
+    }
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        let thread = self.thread;
+        self.send(Err(std::io::Error::other(format!("serve thread {thread} panicked"))));
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -502,6 +502,74 @@ async fn rate_limits_refuse_with_retry_after_and_tokens_are_settled() {
     );
 }
 
+/// The value of one Prometheus sample in `text`, 0 when absent.
+fn sample(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn answers_without_usable_usage_are_charged_the_estimate_and_non_objects_are_refused() {
+    // `chat` has output filters (the whole answer is parsed); `raw` has none (only
+    // `usage` is read and the upstream's bytes pass through).
+    let config = format!(
+        "{BASE}\n[[models]]\nname = \"raw\"\nkind = \"openai\"\nguard = {{ output = false }}\n[[models.backends]]\nname = \"only\"\nupstream = \"mock\"\n[[rate_limits]]\nname = \"tokens\"\nscope = \"key\"\ntokens = 100000\nwindow_secs = 3600\n"
+    );
+    let h = harness(&config).await;
+    for model in ["chat", "raw"] {
+        let (_, t) = h.keys.add(&format!("k-{model}"), &["invoker"]);
+        let counts = || {
+            let m = h.gw.metrics.encode();
+            let series = |kind: &str| format!("palisade_gateway_tokens_total{{model=\"{model}\",kind=\"{kind}\"}}");
+            (sample(&m, &series("prompt")), sample(&m, &series("completion")))
+        };
+        let ask = |answer: Value| {
+            json!({ "model": model, "max_tokens": 100, "mock_answer": answer,
+                    "messages": [{ "role": "user", "content": "How many tokens is this prompt?" }] })
+        };
+        let answer = |usage: Value| {
+            json!({ "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "m",
+                    "choices": [{ "index": 0, "message": { "role": "assistant", "content": "ok" }, "finish_reason": "stop" }],
+                    "usage": usage })
+        };
+        // The reservation is the prompt estimate plus max_tokens.
+        let r = h
+            .post(
+                "/v1/chat/completions",
+                &t,
+                &ask(answer(json!({ "prompt_tokens": 7, "completion_tokens": 3 }))),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let remaining: u64 = r.header("x-ratelimit-remaining-tokens").unwrap().parse().unwrap();
+        let estimate = 100_000 - 100 - remaining;
+        assert!(estimate > 0, "{model}");
+        assert_eq!(counts(), (7, 3), "{model}: reported usage is counted exactly");
+
+        // `usage: null`, a string, or no `usage` at all: the prompt estimate is charged.
+        for (i, usage) in [Value::Null, json!("lots"), json!([1, 2])].into_iter().enumerate() {
+            let body = answer(usage);
+            let r = h.post("/v1/chat/completions", &t, &ask(body.clone())).await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert_eq!(r.json()["usage"], body["usage"], "the answer is passed on");
+            assert_eq!(counts(), (7 + estimate * (i as u64 + 1), 3), "{model}");
+        }
+        let mut missing = answer(Value::Null);
+        missing.as_object_mut().unwrap().remove("usage");
+        assert_eq!(h.post("/v1/chat/completions", &t, &ask(missing)).await.status, 200);
+        assert_eq!(counts(), (7 + estimate * 4, 3), "{model}");
+
+        // An answer that is JSON but not an object is the upstream's fault.
+        for bad in [json!([answer(json!({ "prompt_tokens": 1 }))]), json!("text"), json!(12)] {
+            let r = h.post("/v1/chat/completions", &t, &ask(bad.clone())).await;
+            assert_eq!(r.status, 502, "{bad}: {}", r.text());
+            assert!(r.text().contains("not a JSON object"), "{bad}: {}", r.text());
+        }
+        assert_eq!(counts(), (7 + estimate * 4, 3), "a refused answer counts no tokens");
+    }
+}
+
 #[tokio::test]
 async fn blue_green_switch_and_rollback_are_atomic_and_audited() {
     let (h, t) = base().await;

@@ -228,6 +228,8 @@ async fn per_thread_serving_spreads_connections_over_its_listeners_and_drains() 
     let addrs: Vec<_> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
     assert!(addrs.iter().all(|a| *a == addrs[0]), "all on one port: {addrs:?}");
     let addr = addrs[0];
+    let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let finished2 = finished.clone();
     let app = Router::new()
         .route("/thread", get(|| async { format!("worker={}", worker_index()) }))
         .route(
@@ -235,6 +237,20 @@ async fn per_thread_serving_spreads_connections_over_its_listeners_and_drains() 
             get(|| async {
                 tokio::time::sleep(Duration::from_millis(400)).await;
                 "done"
+            }),
+        )
+        .route(
+            "/later",
+            get(move || {
+                let finished = finished2.clone();
+                async move {
+                    // Work a request leaves behind on its thread, still running at shutdown.
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(600)).await;
+                        finished.store(true, std::sync::atomic::Ordering::SeqCst);
+                    });
+                    "started"
+                }
             }),
         );
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -262,14 +278,30 @@ async fn per_thread_serving_spreads_connections_over_its_listeners_and_drains() 
         let s = TcpStream::connect(addr).await.unwrap();
         exchange(s, b"GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await
     });
+    let s = TcpStream::connect(addr).await.unwrap();
+    let text = exchange(s, b"GET /later HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    assert!(text.ends_with("started"), "{text}");
     tokio::time::sleep(Duration::from_millis(100)).await;
     tx.send(()).unwrap();
     let text = slow.await.unwrap();
     assert!(text.starts_with("HTTP/1.1 200") && text.ends_with("done"), "{text}");
-    tokio::time::timeout(Duration::from_secs(10), server)
+    let threads = tokio::time::timeout(Duration::from_secs(10), server)
         .await
-        .expect("the threads stop after draining")
+        .expect("the threads stop serving after draining")
         .unwrap()
         .unwrap();
     assert!(TcpStream::connect(addr).await.is_err(), "the listeners are closed");
+    // The threads' runtimes still run what requests left behind, until finished.
+    let start = std::time::Instant::now();
+    while !finished.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "a task spawned by a request was cut off"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::timeout(Duration::from_secs(10), threads.finish())
+        .await
+        .expect("the threads end when finished")
+        .unwrap();
 }

@@ -167,6 +167,27 @@ fn chat(addr: &str, token: &str) -> u16 {
     .0
 }
 
+/// `threads × each` chat requests at once, request `j` of thread `i` to server
+/// `(i + j) % servers.len()`: how many were admitted (200) and limited (429), and every
+/// status.
+fn chats_from_threads(servers: &[String], token: &str, threads: usize, each: usize) -> (usize, usize, Vec<u16>) {
+    let codes: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                s.spawn(move || {
+                    (0..each)
+                        .map(|j| chat(&servers[(i + j) % servers.len()], token))
+                        .collect::<Vec<u16>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let admitted = codes.iter().filter(|c| **c == 200).count();
+    let limited = codes.iter().filter(|c| **c == 429).count();
+    (admitted, limited, codes)
+}
+
 #[test]
 fn two_gateway_processes_enforce_one_limit_through_redis() {
     let redis = std::env::var("PALISADE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
@@ -208,21 +229,7 @@ fn two_gateway_processes_enforce_one_limit_through_redis() {
         &admin,
     )));
     // 120 requests from 12 threads, alternating between the two processes.
-    let codes: Vec<u16> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..12)
-            .map(|i| {
-                let (a, b, app) = (a.clone(), b.clone(), app.clone());
-                s.spawn(move || {
-                    (0..10)
-                        .map(|j| chat(if (i + j) % 2 == 0 { &a } else { &b }, &app))
-                        .collect::<Vec<u16>>()
-                })
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
-    });
-    let admitted = codes.iter().filter(|c| **c == 200).count();
-    let limited = codes.iter().filter(|c| **c == 429).count();
+    let (admitted, limited, codes) = chats_from_threads(&[a.clone(), b.clone()], &app, 12, 10);
     assert_eq!((admitted, limited), (30, 90), "{codes:?}");
     assert_eq!(stop(&mut second), 0);
     assert_eq!(stop(&mut first), 0);
@@ -339,17 +346,7 @@ fn per_thread_serving_proxies_and_keeps_one_limit_across_its_threads() {
     )));
     // 100 requests on fresh connections from 10 threads: the kernel spreads them over
     // the three listeners, and the one in-process limit still admits exactly 25.
-    let codes: Vec<u16> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..10)
-            .map(|_| {
-                let (a, app) = (a.clone(), app.clone());
-                s.spawn(move || (0..10).map(|_| chat(&a, &app)).collect::<Vec<u16>>())
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
-    });
-    let admitted = codes.iter().filter(|c| **c == 200).count();
-    let limited = codes.iter().filter(|c| **c == 429).count();
+    let (admitted, limited, codes) = chats_from_threads(std::slice::from_ref(&a), &app, 10, 10);
     assert_eq!((admitted, limited), (25, 75), "{codes:?}");
     assert_eq!(
         mock.requests.load(std::sync::atomic::Ordering::Relaxed),

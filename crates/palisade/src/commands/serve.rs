@@ -145,13 +145,26 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> Result<u8> {
                 .with_context(|| format!("cannot listen on {listen}"))?
                 .into_std()?],
             Threading::PerThread => {
-                let addr = tokio::net::lookup_host(&listen)
+                // Like a plain bind: the first resolved address that can be listened on.
+                let mut last = None;
+                let mut bound = None;
+                for addr in tokio::net::lookup_host(&listen)
                     .await
                     .with_context(|| format!("cannot resolve {listen}"))?
-                    .next()
-                    .with_context(|| format!("{listen} resolves to no address"))?;
-                palisade_gateway::server::reuseport_listeners(addr, serve_threads)
-                    .with_context(|| format!("cannot listen on {listen}"))?
+                {
+                    match palisade_gateway::server::reuseport_listeners(addr, serve_threads) {
+                        Ok(l) => {
+                            bound = Some(l);
+                            break;
+                        }
+                        Err(e) => last = Some(e),
+                    }
+                }
+                match (bound, last) {
+                    (Some(l), _) => l,
+                    (None, Some(e)) => return Err(e).with_context(|| format!("cannot listen on {listen}")),
+                    (None, None) => anyhow::bail!("{listen} resolves to no address"),
+                }
             }
         };
         let local_addr = listeners.first().context("no listener")?.local_addr()?;
@@ -167,6 +180,12 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> Result<u8> {
             home.display(),
             registry.blobs.location()
         );
+        if threading == Threading::PerThread {
+            eprintln!(
+                "  {} serve threads on SO_REUSEPORT listeners: any process of this user may also bind {local_addr} and take a share of its connections",
+                listeners.len()
+            );
+        }
         let interval = std::time::Duration::from_secs(checkpoint_interval.max(1));
         let reg2 = registry.clone();
         tokio::spawn(async move {
@@ -199,19 +218,28 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> Result<u8> {
                 g.drain();
             }
         };
-        match threading {
+        let serve_threads = match threading {
             Threading::WorkStealing => {
                 let mut listeners = listeners;
                 let listener = tokio::net::TcpListener::from_std(listeners.remove(0))?;
-                palisade_gateway::server::serve(listener, app, acceptor, server_options, stop).await
+                palisade_gateway::server::serve(listener, app, acceptor, server_options, stop)
+                    .await
+                    .map(|()| None)
             }
             Threading::PerThread => {
-                palisade_gateway::server::serve_per_thread(listeners, app, acceptor, server_options, stop).await
+                palisade_gateway::server::serve_per_thread(listeners, app, acceptor, server_options, stop)
+                    .await
+                    .map(Some)
             }
         }
         .context("server error")?;
-        // A final checkpoint so that everything up to shutdown is signed.
-        registry.checkpoint().await.context("final audit checkpoint")?;
+        // A final checkpoint so that everything up to shutdown is signed. The per-thread
+        // runtimes still run here: connections their requests opened stay usable.
+        let checkpointed = registry.checkpoint().await.context("final audit checkpoint");
+        if let Some(t) = serve_threads {
+            t.finish().await.context("server error")?;
+        }
+        checkpointed?;
         Ok(EXIT_CLEAN)
     })
 }
