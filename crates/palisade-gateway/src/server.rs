@@ -468,15 +468,204 @@ async fn connection<I>(
         .max_headers(options.max_headers);
     let conn = builder.serve_connection(io, svc);
     tokio::pin!(conn);
+    let wake = SelfWake::new();
     tokio::select! {
-        r = conn.as_mut() => {
+        r = wake.repoll(conn.as_mut()) => {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "connection closed with an error");
             }
         }
         _ = stop.changed() => {
             conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+            let _ = wake.repoll(conn.as_mut()).await;
         }
+    }
+}
+
+const IDLE: u8 = 0;
+const POLLING: u8 = 1;
+const WOKEN: u8 = 2;
+
+/// Turns a wake-up a future gives itself while it is being polled into an immediate
+/// second poll. hyper's connection dispatcher and the handler it runs share one task, so
+/// reading a request body wakes that same task; the runtime treats such a wake-up as a
+/// yield, re-queues the task and wakes an idle worker thread to look for work — a
+/// context switch per request for nothing. Wake-ups from anywhere else, or after the
+/// poll, reach the task's own waker as usual.
+struct SelfWake {
+    state: std::sync::atomic::AtomicU8,
+    task: parking_lot::Mutex<Option<std::task::Waker>>,
+}
+
+/// Polls again at once at most this often in one poll; a future that keeps waking
+/// itself (a yield to stay fair, an exhausted budget) is then left to the runtime.
+const MAX_REPOLLS: usize = 4;
+
+impl SelfWake {
+    fn new() -> Arc<SelfWake> {
+        Arc::new(SelfWake {
+            state: std::sync::atomic::AtomicU8::new(IDLE),
+            task: parking_lot::Mutex::new(None),
+        })
+    }
+
+    fn repoll<F: std::future::Future + Unpin>(self: &Arc<Self>, fut: F) -> Repoll<F> {
+        Repoll {
+            fut,
+            waker: std::task::Waker::from(self.clone()),
+            shared: self.clone(),
+        }
+    }
+}
+
+impl std::task::Wake for SelfWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering::{AcqRel, Acquire};
+        match self.state.compare_exchange(POLLING, WOKEN, AcqRel, Acquire) {
+            // Being polled: the poll loop sees WOKEN and polls again.
+            Ok(_) | Err(WOKEN) => {}
+            Err(_) => {
+                if let Some(w) = self.task.lock().as_ref() {
+                    w.wake_by_ref();
+                }
+            }
+        }
+    }
+}
+
+struct Repoll<F> {
+    fut: F,
+    waker: std::task::Waker,
+    shared: Arc<SelfWake>,
+}
+
+impl<F: std::future::Future + Unpin> std::future::Future for Repoll<F> {
+    type Output = F::Output;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        use std::sync::atomic::Ordering::{AcqRel, Acquire, Release};
+        let this = self.get_mut();
+        {
+            let mut task = this.shared.task.lock();
+            if !task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *task = Some(cx.waker().clone());
+            }
+        }
+        let mut inner = std::task::Context::from_waker(&this.waker);
+        for _ in 0..MAX_REPOLLS {
+            this.shared.state.store(POLLING, Release);
+            let r = std::pin::Pin::new(&mut this.fut).poll(&mut inner);
+            let woken = this
+                .shared
+                .state
+                .compare_exchange(POLLING, IDLE, AcqRel, Acquire)
+                .is_err();
+            if !woken || r.is_ready() {
+                this.shared.state.store(IDLE, Release);
+                return r;
+            }
+        }
+        this.shared.state.store(IDLE, Release);
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::future::Future as _;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll, Wake, Waker};
+
+    /// A task waker that counts its wake-ups.
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Wakes itself during its first `selfish` polls, then is ready; counts its polls.
+    struct Selfish {
+        selfish: usize,
+        polls: usize,
+        saved: Option<Waker>,
+    }
+    impl std::future::Future for Selfish {
+        type Output = usize;
+        fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<usize> {
+            self.polls += 1;
+            self.saved = Some(cx.waker().clone());
+            if self.polls > self.selfish {
+                return Poll::Ready(self.polls);
+            }
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+
+    fn selfish(n: usize) -> Selfish {
+        Selfish {
+            selfish: n,
+            polls: 0,
+            saved: None,
+        }
+    }
+
+    #[test]
+    fn a_wake_up_during_the_poll_is_a_second_poll_not_a_reschedule() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let task = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&task);
+        let wake = SelfWake::new();
+        let mut f = wake.repoll(selfish(2));
+        assert_eq!(std::pin::Pin::new(&mut f).poll(&mut cx), Poll::Ready(3));
+        assert_eq!(count.0.load(Ordering::SeqCst), 0, "the task was never woken");
+    }
+
+    #[test]
+    fn a_future_that_keeps_waking_itself_is_left_to_the_runtime() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let task = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&task);
+        let wake = SelfWake::new();
+        let mut f = wake.repoll(selfish(100));
+        assert!(std::pin::Pin::new(&mut f).poll(&mut cx).is_pending());
+        assert_eq!(f.fut.polls, MAX_REPOLLS);
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            1,
+            "yielded once, through the task's waker"
+        );
+    }
+
+    #[test]
+    fn wake_ups_after_the_poll_reach_the_task_from_any_thread() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let task = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&task);
+        let wake = SelfWake::new();
+        // Pending without waking itself: keeps the waker it was given.
+        let mut f = wake.repoll(std::future::poll_fn(|cx: &mut Context<'_>| {
+            let _ = cx.waker().clone();
+            Poll::<()>::Pending
+        }));
+        assert!(std::pin::Pin::new(&mut f).poll(&mut cx).is_pending());
+        let inner = f.waker.clone();
+        std::thread::spawn(move || inner.wake()).join().unwrap();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        // Woken during a poll, a wake-up never goes missing: either a second poll or
+        // the task's waker.
+        let mut s = wake.repoll(selfish(1));
+        assert_eq!(std::pin::Pin::new(&mut s).poll(&mut cx), Poll::Ready(2));
+        let saved = s.fut.saved.take().unwrap();
+        saved.wake();
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
     }
 }
