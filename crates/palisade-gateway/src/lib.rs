@@ -121,6 +121,53 @@ pub struct Gateway {
     access_sink: std::sync::OnceLock<AccessSink>,
     /// Where token settlement and shadow calls run.
     pub(crate) background: server::Background,
+    /// SSE relays still running (they outlive their handler).
+    pub(crate) streams: Arc<OpenTasks>,
+}
+
+/// A count of running tasks that shutdown can wait for.
+#[derive(Default)]
+pub(crate) struct OpenTasks {
+    n: std::sync::atomic::AtomicUsize,
+    zero: tokio::sync::Notify,
+}
+
+/// Held by a counted task; dropping it counts the task out.
+pub(crate) struct OpenTask(Arc<OpenTasks>);
+
+impl OpenTasks {
+    pub(crate) fn enter(self: &Arc<Self>) -> OpenTask {
+        self.n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        OpenTask(self.clone())
+    }
+
+    fn open(&self) -> usize {
+        self.n.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until none runs, for at most `limit`; whether none does.
+    async fn none_within(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.zero.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.open() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.open() == 0;
+            }
+        }
+    }
+}
+
+impl Drop for OpenTask {
+    fn drop(&mut self) {
+        if self.0.n.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            self.0.zero.notify_waiters();
+        }
+    }
 }
 
 /// What [`Gateway::new`] needs besides the configuration.
@@ -217,6 +264,7 @@ impl Gateway {
             tracer,
             access_sink: std::sync::OnceLock::new(),
             background: server::Background::capture(),
+            streams: Arc::default(),
             config,
         }))
     }
@@ -264,6 +312,24 @@ impl Gateway {
     /// Stops admitting requests (readiness turns false) before a shutdown.
     pub fn drain(&self) {
         self.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// After the server stopped serving: waits (up to `limit`) for streams still being
+    /// relayed, then until queued refusals reach the audit log — so that a final
+    /// checkpoint taken next covers what the last requests recorded.
+    pub async fn quiesce(&self, limit: Duration) {
+        if !self.streams.none_within(limit).await {
+            tracing::warn!(
+                open = self.streams.open(),
+                "streams still relaying at shutdown; what they record may land after the final checkpoint"
+            );
+        }
+        self.auditor.flush().await;
+    }
+
+    /// SSE streams being relayed now.
+    pub fn open_streams(&self) -> usize {
+        self.streams.open()
     }
 
     fn is_draining(&self) -> bool {
@@ -727,4 +793,29 @@ fn access_log(gw: &Gateway, served: &Served, line: &Line<'_>) {
         body = body_text,
         "request"
     );
+}
+
+#[cfg(test)]
+mod open_tasks_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn shutdown_waits_for_open_tasks_and_no_longer_than_its_limit() {
+        let open = Arc::new(OpenTasks::default());
+        assert!(open.none_within(Duration::from_millis(1)).await, "nothing open");
+        let a = open.enter();
+        let b = open.enter();
+        assert!(!open.none_within(Duration::from_millis(30)).await, "bounded wait");
+        let waiter = {
+            let open = open.clone();
+            tokio::spawn(async move { open.none_within(Duration::from_secs(10)).await })
+        };
+        drop(a);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "one task is still open");
+        drop(b);
+        let done = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+        assert!(matches!(done, Ok(Ok(true))), "the last task out wakes the waiter");
+        assert_eq!(open.open(), 0);
+    }
 }

@@ -681,7 +681,9 @@ fn stream_response(gw: &Arc<Gateway>, d: &Arc<Deployment>, body: hyper::body::In
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let headers = plan.admission.headers.clone();
     let (gw2, d2) = (gw.clone(), d.clone());
+    let open = gw.streams.enter();
     tokio::spawn(async move {
+        let _open = open;
         let mut s = SseRelay::new(gw2.clone(), d2.clone(), plan);
         s.run(body, tx).await;
     });

@@ -12,8 +12,11 @@ pub struct RedisConn {
     conn: parking_lot::RwLock<Option<ConnectionManager>>,
     connecting: tokio::sync::Mutex<Option<Instant>>,
     timeout: Duration,
-    /// The connection's driver task runs here, not on the serve thread that happens to
-    /// make it.
+    /// The first connection's driver task runs here, not on the serve thread that
+    /// happens to make it. (After a lost connection, the `ConnectionManager` reconnects
+    /// from the task that saw the failure — with per-thread serving, a serve thread,
+    /// which lives until the process ends, so the connection keeps working; routing
+    /// every command through this runtime would cost a hand-off per command.)
     background: crate::server::Background,
 }
 

@@ -449,6 +449,12 @@ async fn streams_relay_every_delta_and_hide_the_usage_chunk_the_gateway_asked_fo
         .await
         .text();
     assert_eq!(sse_content(&raw), text);
+    // Every relay has ended (and counted itself out): shutdown would not wait on them.
+    let start = Instant::now();
+    while h.gw.open_streams() > 0 {
+        assert!(start.elapsed() < Duration::from_secs(5), "a stream relay never ended");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test]

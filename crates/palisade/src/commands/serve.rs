@@ -233,11 +233,20 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> Result<u8> {
             }
         }
         .context("server error")?;
-        // A final checkpoint so that everything up to shutdown is signed. The per-thread
-        // runtimes still run here: connections their requests opened stay usable.
+        // A final checkpoint so that everything up to shutdown is signed: first the
+        // streams still relaying and the queued refusals. The per-thread runtimes still
+        // run here, so connections their requests opened stay usable.
+        if let Some(g) = &gateway {
+            g.quiesce(std::time::Duration::from_secs(5)).await;
+        }
         let checkpointed = registry.checkpoint().await.context("final audit checkpoint");
         if let Some(t) = serve_threads {
-            t.finish().await.context("server error")?;
+            if let Err(e) = t.finish().await {
+                if let Err(c) = &checkpointed {
+                    tracing::error!("{c:#}");
+                }
+                return Err(e).context("server error");
+            }
         }
         checkpointed?;
         Ok(EXIT_CLEAN)
