@@ -284,8 +284,17 @@ mod tests {
         wait_for(6);
         // The writer has gone back to sleep with nothing to do (no timer); an ordinary
         // line must still reach the output on its own.
-        std::thread::sleep(Duration::from_millis(100));
-        assert!(writer.shared.lock().idle, "an empty buffer leaves the writer asleep");
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while !writer.shared.lock().idle {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "an empty buffer leaves the writer asleep"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Longer than the timer: only the line's own wake-up can get it written now.
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(writer.shared.lock().idle);
         writer.write_line(b"second\n");
         wait_for(13);
         assert_eq!(sink.0.lock().unwrap().as_slice(), b"first\nsecond\n");
