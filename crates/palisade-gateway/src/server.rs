@@ -112,9 +112,24 @@ impl Background {
     }
 }
 
-/// `n` listeners on the same address with `SO_REUSEPORT` (non-blocking, for
-/// [`serve_per_thread`]). With port 0 the first one picks the port and the rest join it.
-pub fn reuseport_listeners(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+/// `n` listeners on one address with `SO_REUSEPORT` (non-blocking, for
+/// [`serve_per_thread`]): like a plain bind, the first of `addrs` that can be listened on.
+/// With port 0 the first listener picks the port and the rest join it.
+pub fn reuseport_listeners(
+    addrs: impl IntoIterator<Item = SocketAddr>,
+    n: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut last = None;
+    for addr in addrs {
+        match reuseport_on(addr, n) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "resolves to no address")))
+}
+
+fn reuseport_on(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
     use socket2::{Domain, Protocol, Socket, Type};
     let mut out: Vec<std::net::TcpListener> = Vec::with_capacity(n);
     let mut addr = addr;
@@ -610,6 +625,12 @@ mod tests {
         }
     }
 
+    /// A task waker and the count of its wake-ups.
+    fn counted_task() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        (count.clone(), Waker::from(count))
+    }
+
     fn selfish(n: usize) -> Selfish {
         Selfish {
             selfish: n,
@@ -620,8 +641,7 @@ mod tests {
 
     #[test]
     fn a_wake_up_during_the_poll_is_a_second_poll_not_a_reschedule() {
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let task = Waker::from(count.clone());
+        let (count, task) = counted_task();
         let mut cx = Context::from_waker(&task);
         let wake = SelfWake::new();
         let mut f = wake.repoll(selfish(2));
@@ -631,8 +651,7 @@ mod tests {
 
     #[test]
     fn a_future_that_keeps_waking_itself_is_left_to_the_runtime() {
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let task = Waker::from(count.clone());
+        let (count, task) = counted_task();
         let mut cx = Context::from_waker(&task);
         let wake = SelfWake::new();
         let mut f = wake.repoll(selfish(100));
@@ -647,8 +666,7 @@ mod tests {
 
     #[test]
     fn wake_ups_after_the_poll_reach_the_task_from_any_thread() {
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let task = Waker::from(count.clone());
+        let (count, task) = counted_task();
         let mut cx = Context::from_waker(&task);
         let wake = SelfWake::new();
         // Pending without waking itself: keeps the waker it was given.

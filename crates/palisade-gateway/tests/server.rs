@@ -224,7 +224,7 @@ async fn slow_clients_are_cut_off_and_oversized_heads_refused() {
 #[tokio::test]
 async fn per_thread_serving_spreads_connections_over_its_listeners_and_drains() {
     use palisade_gateway::server::{reuseport_listeners, serve_per_thread, worker_index};
-    let listeners = reuseport_listeners("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+    let listeners = reuseport_listeners(["127.0.0.1:0".parse().unwrap()], 3).unwrap();
     let addrs: Vec<_> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
     assert!(addrs.iter().all(|a| *a == addrs[0]), "all on one port: {addrs:?}");
     let addr = addrs[0];

@@ -145,26 +145,11 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> Result<u8> {
                 .with_context(|| format!("cannot listen on {listen}"))?
                 .into_std()?],
             Threading::PerThread => {
-                // Like a plain bind: the first resolved address that can be listened on.
-                let mut last = None;
-                let mut bound = None;
-                for addr in tokio::net::lookup_host(&listen)
+                let addrs = tokio::net::lookup_host(&listen)
                     .await
-                    .with_context(|| format!("cannot resolve {listen}"))?
-                {
-                    match palisade_gateway::server::reuseport_listeners(addr, serve_threads) {
-                        Ok(l) => {
-                            bound = Some(l);
-                            break;
-                        }
-                        Err(e) => last = Some(e),
-                    }
-                }
-                match (bound, last) {
-                    (Some(l), _) => l,
-                    (None, Some(e)) => return Err(e).with_context(|| format!("cannot listen on {listen}")),
-                    (None, None) => anyhow::bail!("{listen} resolves to no address"),
-                }
+                    .with_context(|| format!("cannot resolve {listen}"))?;
+                palisade_gateway::server::reuseport_listeners(addrs, serve_threads)
+                    .with_context(|| format!("cannot listen on {listen}"))?
             }
         };
         let local_addr = listeners.first().context("no listener")?.local_addr()?;
