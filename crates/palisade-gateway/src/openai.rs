@@ -333,7 +333,7 @@ async fn proxy(gw: &Arc<Gateway>, caller: &Caller, api: Api, body: Body, served:
     let timeout = Duration::from_secs(limits.request_timeout_secs);
     let resp = upstream
         .post(
-            gw.clients.get(),
+            &gw.clients,
             api.path(),
             upstream_body,
             stream,
@@ -547,7 +547,7 @@ async fn upstream_error(
     gw: &Gateway,
     d: &Deployment,
     status: StatusCode,
-    body: hyper::body::Incoming,
+    body: crate::upstream::UpstreamBody,
 ) -> GwResult<Response> {
     let raw = crate::upstream::read_body(body, 64 << 10, Duration::from_secs(gw.config.limits.stream_idle_secs))
         .await
@@ -624,7 +624,7 @@ fn spawn_shadow(
         let result = async {
             let r = upstream
                 .post(
-                    gw.clients.get(),
+                    &gw.clients,
                     api.path(),
                     body,
                     false,
@@ -677,7 +677,12 @@ struct StreamPlan {
 
 /// The client's SSE stream: upstream events re-emitted after the stream filters, with
 /// the reservation settled at the end (also when the client goes away).
-fn stream_response(gw: &Arc<Gateway>, d: &Arc<Deployment>, body: hyper::body::Incoming, plan: StreamPlan) -> Response {
+fn stream_response(
+    gw: &Arc<Gateway>,
+    d: &Arc<Deployment>,
+    body: crate::upstream::UpstreamBody,
+    plan: StreamPlan,
+) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let headers = plan.admission.headers.clone();
     let (gw2, d2) = (gw.clone(), d.clone());
@@ -759,7 +764,11 @@ impl SseRelay {
         self.chains[i].as_mut()
     }
 
-    async fn run(&mut self, body: hyper::body::Incoming, tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>) {
+    async fn run(
+        &mut self,
+        body: crate::upstream::UpstreamBody,
+        tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    ) {
         use http_body_util::BodyExt as _;
         let idle = Duration::from_secs(self.gw.config.limits.stream_idle_secs);
         let mut body = body;
