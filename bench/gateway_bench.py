@@ -60,16 +60,40 @@ def post(url, token, body):
         return r.status, json.loads(r.read())
 
 
-def oha(args, url, token, rate=None, duration="10s", connections=32):
+def cpu_seconds(pid):
+    """CPU time (user + system) used so far by a process and its direct children (nginx's
+    workers), from /proc."""
+    def own(p):
+        try:
+            fields = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0
+        return int(fields[11]) + int(fields[12])
+    ticks = own(pid)
+    for child in os.listdir("/proc"):
+        if child.isdigit():
+            try:
+                stat = open(f"/proc/{child}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid:
+                ticks += own(int(child))
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def oha(args, url, token, rate=None, duration="10s", connections=32, pid=None):
     cmd = [args.oha, "-z", duration, "-c", str(connections), "--no-tui", "--output-format", "json",
            "-m", "POST", "-H", f"Authorization: Bearer {token}", "-H", "Content-Type: application/json",
            "-d", BODY]
     if rate is not None:
         cmd += ["-q", str(rate), "--latency-correction"]
     cmd.append(url)
+    cpu_before = cpu_seconds(pid) if pid else None
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     r = json.loads(out)
     s = r["summary"]
+    done = s["requestsPerSec"] * s["total"]
+    cpu_us = (cpu_seconds(pid) - cpu_before) * 1e6 / done if pid and done else None
     pct = r["latencyPercentiles"]
     codes = r.get("statusCodeDistribution", {})
     ok = sum(v for k, v in codes.items() if k.startswith("2"))
@@ -81,6 +105,7 @@ def oha(args, url, token, rate=None, duration="10s", connections=32):
         "ok_share": ok / total,
         "codes": codes,
         "errors": r.get("errorDistribution", {}),
+        "cpu_us": cpu_us,
     }
 
 
@@ -91,6 +116,7 @@ def median(runs):
         return xs[len(xs) // 2]
     return {"rps": mid("rps"), "p50_ms": mid("p50_ms"), "p99_ms": mid("p99_ms"),
             "ok_share": min(r["ok_share"] for r in runs), "runs": len(runs),
+            "cpu_us": mid("cpu_us") if all(r.get("cpu_us") is not None for r in runs) else None,
             "p50_all": [round(r["p50_ms"], 3) for r in runs], "p99_all": [round(r["p99_ms"], 3) for r in runs]}
 
 
@@ -330,10 +356,10 @@ def main():
             runs = {"d": [], "v": [], "t": [], "n": []}
             for _ in range(args.reps):
                 runs["d"].append(oha(args, direct, UPSTREAM_KEY, rate=rate, duration=args.duration))
-                runs["v"].append(oha(args, via, token, rate=rate, duration=args.duration))
-                runs["t"].append(oha(args, via_pt, token_pt, rate=rate, duration=args.duration))
+                runs["v"].append(oha(args, via, token, rate=rate, duration=args.duration, pid=pal.pid))
+                runs["t"].append(oha(args, via_pt, token_pt, rate=rate, duration=args.duration, pid=pal_pt.pid))
                 if ngx:
-                    runs["n"].append(oha(args, floor, UPSTREAM_KEY, rate=rate, duration=args.duration))
+                    runs["n"].append(oha(args, floor, UPSTREAM_KEY, rate=rate, duration=args.duration, pid=ngx.pid))
             rows.append((rate, median(runs["d"]), median(runs["v"]), median(runs["t"]),
                          median(runs["n"]) if ngx else None))
         results["fixed"] = [{"rate": r, "direct": d, "palisade": v, "palisade_pt": t, "nginx": n}
@@ -386,26 +412,30 @@ def main():
     shutil.rmtree(os.path.join(home, "state"), ignore_errors=True)
 
 
+def cpu(m):
+    return f"{m['cpu_us']:.0f} µs" if m.get("cpu_us") is not None else "–"
+
+
 def print_tables(r):
     print("\n### Added latency (non-streaming chat, open loop, latency-corrected; medians of interleaved runs)\n")
     for key, title in (("palisade", "work-stealing (default)"), ("palisade_pt", "`--threading per-thread`")):
         print(f"\nPalisade, {title}:\n")
-        print("| rate (req/s) | direct p50 | direct p99 | via Palisade p50 | via Palisade p99 | added p50 | added p99 | 2xx |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| rate (req/s) | direct p50 | direct p99 | via Palisade p50 | via Palisade p99 | added p50 | added p99 | CPU / request | 2xx |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for row in r["fixed"]:
             d, v = row["direct"], row[key]
             print(f"| {row['rate']} (got {v['rps']:.0f}) | {d['p50_ms']:.3f} ms | {d['p99_ms']:.3f} ms | {v['p50_ms']:.3f} ms | "
                   f"{v['p99_ms']:.3f} ms | {v['p50_ms'] - d['p50_ms']:.3f} ms | {v['p99_ms'] - d['p99_ms']:.3f} ms | "
-                  f"{v['ok_share'] * 100:.1f} % |")
+                  f"{cpu(v)} | {v['ok_share'] * 100:.1f} % |")
     if any(row.get("nginx") for row in r["fixed"]):
         print("\nThe floor: nginx as a plain reverse proxy (keep-alive upstream, no auth, no parsing) on the same hop:\n")
-        print("| rate | nginx p50 | nginx p99 | nginx added p50 | nginx added p99 | Palisade (work-stealing / per-thread) added p50 − nginx added p50 |")
-        print("|---|---|---|---|---|---|")
+        print("| rate | nginx p50 | nginx p99 | nginx added p50 | nginx added p99 | nginx CPU / request | Palisade (work-stealing / per-thread) added p50 − nginx added p50 |")
+        print("|---|---|---|---|---|---|---|")
         for row in r["fixed"]:
             d, v, t, n = row["direct"], row["palisade"], row["palisade_pt"], row.get("nginx")
             if n:
                 print(f"| {row['rate']} | {n['p50_ms']:.3f} ms | {n['p99_ms']:.3f} ms | {n['p50_ms'] - d['p50_ms']:.3f} ms | "
-                      f"{n['p99_ms'] - d['p99_ms']:.3f} ms | {v['p50_ms'] - n['p50_ms']:.3f} / {t['p50_ms'] - n['p50_ms']:.3f} ms |")
+                      f"{n['p99_ms'] - d['p99_ms']:.3f} ms | {cpu(n)} | {v['p50_ms'] - n['p50_ms']:.3f} / {t['p50_ms'] - n['p50_ms']:.3f} ms |")
     if "guarded" in r:
         print("\nWith the guardrails on (request and response phases):\n")
         print("| rate | p50 | p99 | 2xx |")
