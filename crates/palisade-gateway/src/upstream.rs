@@ -425,7 +425,8 @@ mod tests {
     use super::*;
 
     /// A hand-written HTTP/1.1 upstream on 127.0.0.1: answers each request with its own
-    /// request line and `Host` header as the body, and closes the connection after each
+    /// request line and `Host` header as the body (chunked in two parts, the second `|end`,
+    /// when the path has `/stream`), and closes the connection after each
     /// answer when `close_after` is set (without saying so, as an idle timeout would).
     /// Counts the connections it accepts.
     async fn upstream(close_after: bool) -> (Upstream, Arc<AtomicUsize>) {
@@ -463,8 +464,20 @@ mod tests {
                         let line = head.lines().next().unwrap_or_default();
                         let host = head.lines().find_map(|l| l.strip_prefix("host: ")).unwrap_or("-");
                         let answer = format!("{line}|{host}");
-                        let out = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{answer}", answer.len());
-                        if sock.write_all(out.as_bytes()).await.is_err() || close_after {
+                        let sent = if line.contains("/stream") {
+                            // Chunked, in two writes apart, as an SSE stream arrives.
+                            let first = format!(
+                                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{answer}\r\n",
+                                answer.len()
+                            );
+                            let ok = sock.write_all(first.as_bytes()).await.is_ok();
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            ok && sock.write_all(b"4\r\n|end\r\n0\r\n\r\n").await.is_ok()
+                        } else {
+                            let out = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{answer}", answer.len());
+                            sock.write_all(out.as_bytes()).await.is_ok()
+                        };
+                        if !sent || close_after {
                             return;
                         }
                     }
@@ -509,6 +522,27 @@ mod tests {
                 call(&u, &clients).await,
                 format!("POST /v1/chat/completions HTTP/1.1|127.0.0.1:{port}")
             );
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_chunked_answer_read_to_its_end_returns_its_connection() {
+        let (u, accepted) = upstream(false).await;
+        let clients = Clients::new(Duration::from_secs(5)).unwrap();
+        for _ in 0..2 {
+            let resp = u
+                .post(&clients, "/stream", Bytes::new(), true, Duration::from_secs(5), None)
+                .await
+                .unwrap();
+            let body = read_body(resp.into_body(), 1 << 20, Duration::from_secs(5))
+                .await
+                .unwrap();
+            assert!(
+                body.starts_with(b"POST /v1/stream HTTP/1.1|") && body.ends_with(b"|end"),
+                "{body:?}"
+            );
+            assert_eq!(u.pool.shard().len(), 1);
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
     }
