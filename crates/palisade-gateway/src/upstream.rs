@@ -94,6 +94,8 @@ pub enum UpstreamError {
     Timeout(String),
     #[error("upstream `{0}` is unreachable")]
     Connect(String, #[source] BoxError),
+    #[error("upstream `{0}` broke off the call: {1}")]
+    Broken(String, #[source] hyper::Error),
     #[error("upstream `{0}`: bad request: {1}")]
     Build(String, String),
 }
@@ -194,7 +196,7 @@ impl Upstream {
                     }));
                 }
                 Err((Some(back), _)) if !fresh => req = back,
-                Err((_, e)) => return Err(UpstreamError::Connect(self.name.clone(), e.into())),
+                Err((_, e)) => return Err(UpstreamError::Broken(self.name.clone(), e)),
             }
         }
     }
@@ -283,13 +285,8 @@ impl Conn {
             return Err((Some(req), e));
         }
         let mut answer = std::pin::pin!(self.send.try_send_request(req));
-        let conn = &mut self.conn;
         poll_fn(|cx| {
-            if let Some(c) = conn {
-                if c.as_mut().poll(cx).is_ready() {
-                    *conn = None;
-                }
-            }
+            self.drive(cx);
             answer.as_mut().poll(cx)
         })
         .await
@@ -484,28 +481,34 @@ mod tests {
                 });
             }
         });
-        let config = UpstreamConfig {
-            name: "test".into(),
-            url: format!("http://{addr}/v1/"),
+        let cfg = config("test", format!("http://{addr}/v1/"));
+        (Upstream::from_config(&cfg).unwrap(), accepted)
+    }
+
+    fn config(name: &str, url: String) -> UpstreamConfig {
+        UpstreamConfig {
+            name: name.into(),
+            url,
             api_key_env: None,
             api_key_file: None,
             allow_http: false,
-        };
-        (Upstream::from_config(&config).unwrap(), accepted)
+        }
+    }
+
+    async fn post(u: &Upstream, clients: &Clients, path: &str) -> Result<Response<UpstreamBody>, UpstreamError> {
+        u.post(
+            clients,
+            path,
+            Bytes::from_static(b"{}"),
+            false,
+            Duration::from_secs(5),
+            None,
+        )
+        .await
     }
 
     async fn call(u: &Upstream, clients: &Clients) -> String {
-        let resp = u
-            .post(
-                clients,
-                "/chat/completions",
-                Bytes::from_static(b"{}"),
-                false,
-                Duration::from_secs(5),
-                None,
-            )
-            .await
-            .unwrap();
+        let resp = post(u, clients, "/chat/completions").await.unwrap();
         let body = read_body(resp.into_body(), 1 << 20, Duration::from_secs(5))
             .await
             .unwrap();
@@ -531,10 +534,7 @@ mod tests {
         let (u, accepted) = upstream(false).await;
         let clients = Clients::new(Duration::from_secs(5)).unwrap();
         for _ in 0..2 {
-            let resp = u
-                .post(&clients, "/stream", Bytes::new(), true, Duration::from_secs(5), None)
-                .await
-                .unwrap();
+            let resp = post(&u, &clients, "/stream").await.unwrap();
             let body = read_body(resp.into_body(), 1 << 20, Duration::from_secs(5))
                 .await
                 .unwrap();
@@ -561,17 +561,7 @@ mod tests {
     async fn an_answer_dropped_before_its_end_does_not_return_its_connection() {
         let (u, accepted) = upstream(false).await;
         let clients = Clients::new(Duration::from_secs(5)).unwrap();
-        let resp = u
-            .post(
-                &clients,
-                "/chat/completions",
-                Bytes::new(),
-                false,
-                Duration::from_secs(5),
-                None,
-            )
-            .await
-            .unwrap();
+        let resp = post(&u, &clients, "/chat/completions").await.unwrap();
         assert!(u.pool.shard().is_empty());
         drop(resp);
         call(&u, &clients).await;
@@ -590,26 +580,10 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let config = UpstreamConfig {
-            name: "gone".into(),
-            url: format!("http://127.0.0.1:{port}/v1"),
-            api_key_env: None,
-            api_key_file: None,
-            allow_http: false,
-        };
-        let u = Upstream::from_config(&config).unwrap();
+        let cfg = config("gone", format!("http://127.0.0.1:{port}/v1"));
+        let u = Upstream::from_config(&cfg).unwrap();
         let clients = Clients::new(Duration::from_secs(5)).unwrap();
-        let e = u
-            .post(
-                &clients,
-                "/chat/completions",
-                Bytes::new(),
-                false,
-                Duration::from_secs(5),
-                None,
-            )
-            .await
-            .unwrap_err();
+        let e = post(&u, &clients, "/chat/completions").await.unwrap_err();
         assert!(matches!(e, UpstreamError::Connect(..)), "{e}");
     }
 
