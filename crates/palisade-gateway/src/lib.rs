@@ -79,10 +79,6 @@ pub struct Caller {
     pub trace: Option<trace::SpanContext>,
 }
 
-/// The authenticated principal's id, for the access log.
-#[derive(Clone, Debug)]
-struct Who(String);
-
 /// What the access log and metrics learn about a request from its handler.
 #[derive(Clone, Debug, Default)]
 pub struct Served {
@@ -436,39 +432,30 @@ impl Gateway {
 }
 
 /// The gateway's routes, with authentication, load shedding, body timeouts and the
-/// access log applied (outermost first: access log and metrics, shedding, body idle
-/// timeout, authentication, then the route).
+/// access log applied (in that order: access log and metrics, shedding,
+/// authentication, the body's idle timeout, then the route). One middleware does all
+/// of it: each layer would cost every request a boxed future and a clone of the route.
 pub fn router(gw: Arc<Gateway>) -> Router {
     let routes = Router::new()
         .merge(oip::routes())
         .merge(openai::routes())
         .merge(admin::routes());
     routes
-        .route_layer(axum::middleware::from_fn_with_state(gw.clone(), authenticate))
-        .layer(tower_http_body_idle(&gw))
         .layer(axum::middleware::from_fn_with_state(gw.clone(), observe))
         .with_state(gw)
-}
-
-fn tower_http_body_idle(gw: &Gateway) -> tower_http::timeout::RequestBodyTimeoutLayer {
-    tower_http::timeout::RequestBodyTimeoutLayer::new(Duration::from_secs(gw.config.limits.body_idle_secs))
 }
 
 fn is_public(method: &str, path: Option<&str>) -> bool {
     path.is_some_and(|p| PUBLIC_ROUTES.iter().any(|(m, r)| *m == method && *r == p))
 }
 
-/// Authenticates every request that is not public, before any extractor reads its body.
+/// Authenticates a request to a route that is not public, before any extractor reads its
+/// body: the caller goes on the request; a refusal is the response to send.
 async fn authenticate(
-    State(gw): State<Arc<Gateway>>,
-    matched: Option<MatchedPath>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    if is_public(req.method().as_str(), matched.as_ref().map(|m| m.as_str())) {
-        return next.run(req).await;
-    }
-    let wire = Wire::for_path(req.uri().path());
+    gw: &Gateway,
+    req: &mut Request,
+    trace: Option<trace::SpanContext>,
+) -> Result<Arc<palisade_auth::Principal>, Response> {
     let result = match req.headers().get(header::AUTHORIZATION) {
         Some(h) => {
             let key = GatewayAuth::key(h.as_bytes());
@@ -478,12 +465,12 @@ async fn authenticate(
     };
     match result {
         Ok((principal, key)) => {
-            let who = Who(principal.id.clone());
-            let trace = req.extensions().get::<trace::SpanContext>().copied();
-            req.extensions_mut().insert(Caller { principal, key, trace });
-            let mut resp = next.run(req).await;
-            resp.extensions_mut().insert(who);
-            resp
+            req.extensions_mut().insert(Caller {
+                principal: principal.clone(),
+                key,
+                trace,
+            });
+            Ok(principal)
         }
         Err(e) => {
             let kind = if e.is_internal() {
@@ -501,10 +488,12 @@ async fn authenticate(
                 "denied",
                 json!({ "reason": e.to_string() }),
             ));
-            let mut resp = GatewayError::new(kind, e.to_string()).wire(wire).into_response();
+            let mut resp = GatewayError::new(kind, e.to_string())
+                .wire(Wire::for_path(req.uri().path()))
+                .into_response();
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            resp
+            Err(resp)
         }
     }
 }
@@ -535,7 +524,14 @@ fn api_of(path: &str) -> &'static str {
     }
 }
 
-/// Load shedding, request ids, metrics and the access log around every request.
+/// A random request id: 16 lowercase hex digits, written into `buf`.
+fn request_id(buf: &mut [u8; 16]) -> &str {
+    let _ = hex::encode_to_slice(fastrand::u64(..).to_be_bytes(), buf);
+    std::str::from_utf8(buf).unwrap_or("0000000000000000")
+}
+
+/// Load shedding, authentication (matched routes that are not public), request ids,
+/// metrics and the access log around every request.
 async fn observe(
     State(gw): State<Arc<Gateway>>,
     matched: Option<MatchedPath>,
@@ -545,11 +541,14 @@ async fn observe(
     let start = Instant::now();
     let started_at = std::time::SystemTime::now();
     let method = req.method().clone();
-    let path = clip(req.uri().path(), 256).to_owned();
-    let route = matched.as_ref().map(|m| m.as_str().to_owned());
-    let public = is_public(method.as_str(), route.as_deref());
-    let api = api_of(&path);
-    let request_id = format!("{:016x}", fastrand::u64(..));
+    // A clone of the URI shares its bytes (no copy of the path).
+    let uri = req.uri().clone();
+    let path = clip(uri.path(), 256);
+    let route = matched.as_ref().map(MatchedPath::as_str);
+    let public = is_public(method.as_str(), route);
+    let api = api_of(path);
+    let mut id_buf = [0u8; 16];
+    let request_id = request_id(&mut id_buf);
     let peer = req.extensions().get::<server::Peer>().cloned();
     let _permit = if public {
         None
@@ -559,7 +558,7 @@ async fn observe(
             _ => {
                 gw.metrics.deny("overloaded");
                 return GatewayError::new(Kind::Overloaded, "the gateway is at capacity; retry shortly")
-                    .wire(Wire::for_path(&path))
+                    .wire(Wire::for_path(path))
                     .retry_after(1)
                     .into_response();
             }
@@ -572,12 +571,25 @@ async fn observe(
     if let Some(s) = span {
         req.extensions_mut().insert(s);
     }
+    // A body that stops arriving for `body_idle_secs` fails its reader (slow clients).
+    let idle = Duration::from_secs(gw.config.limits.body_idle_secs);
+    let mut req = req.map(|b| axum::body::Body::new(tower_http::timeout::TimeoutBody::new(idle, b)));
     gw.metrics.inflight.inc();
-    let mut resp = next.run(req).await;
+    let mut who = None;
+    let mut resp = if public || route.is_none() {
+        next.run(req).await
+    } else {
+        match authenticate(&gw, &mut req, span).await {
+            Ok(p) => {
+                who = Some(p);
+                next.run(req).await
+            }
+            Err(refusal) => refusal,
+        }
+    };
     gw.metrics.inflight.dec();
     let elapsed = start.elapsed();
     let served = resp.extensions_mut().remove::<Served>().unwrap_or_default();
-    let who = resp.extensions_mut().remove::<Who>();
     let status = resp.status().as_u16();
     let model = served.model.clone().unwrap_or_default();
     gw.metrics
@@ -598,17 +610,17 @@ async fn observe(
             })
             .observe(elapsed.as_secs_f64());
     }
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
+    if let Ok(v) = HeaderValue::from_str(request_id) {
         resp.headers_mut().insert("x-request-id", v);
     }
     if let (Some(t), Some(ctx)) = (&gw.tracer, span.filter(|s| s.sampled)) {
         let mut attributes = vec![
             ("http.request.method", method.to_string()),
-            ("url.path", path.clone()),
-            ("palisade.request_id", request_id.clone()),
+            ("url.path", path.to_owned()),
+            ("palisade.request_id", request_id.to_owned()),
         ];
-        if let Some(r) = &route {
-            attributes.push(("http.route", r.clone()));
+        if let Some(r) = route {
+            attributes.push(("http.route", r.to_owned()));
         }
         if let Some(m) = &served.model {
             attributes.push(("palisade.model", m.clone()));
@@ -617,11 +629,11 @@ async fn observe(
             attributes.push(("palisade.backend", b.clone()));
         }
         if let Some(w) = &who {
-            attributes.push(("enduser.id", w.0.clone()));
+            attributes.push(("enduser.id", w.id.clone()));
         }
         t.record(trace::SpanRecord {
             ctx,
-            name: format!("{} {}", method, route.as_deref().unwrap_or("unmatched")),
+            name: format!("{} {}", method, route.unwrap_or("unmatched")),
             start: started_at,
             end: started_at + elapsed,
             status,
@@ -633,10 +645,10 @@ async fn observe(
             &gw,
             &served,
             &Line {
-                request_id: &request_id,
-                principal: who.as_ref().map(|w| w.0.as_str()),
+                request_id,
+                principal: who.as_ref().map(|w| w.id.as_str()),
                 method: method.as_str(),
-                path: &path,
+                path,
                 status,
                 elapsed,
                 peer: peer.as_ref(),
@@ -660,51 +672,137 @@ struct Line<'a> {
 /// complete JSON line (newline included). See [`Gateway::set_access_sink`].
 pub type AccessSink = Arc<dyn Fn(&[u8]) + Send + Sync>;
 
-/// One access-log line in the shape `tracing-subscriber`'s JSON format gives every other
-/// log line (`timestamp`, `level`, `fields`, `target`), so that consumers see one schema
-/// whichever path wrote it.
-#[derive(serde::Serialize)]
-struct AccessLine<'a> {
-    timestamp: String,
-    level: &'static str,
-    fields: AccessFields<'a>,
-    target: &'static str,
-}
-
-#[derive(serde::Serialize)]
-struct AccessFields<'a> {
-    message: &'static str,
-    request_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    principal: Option<&'a str>,
-    method: &'a str,
-    path: &'a str,
-    status: u16,
-    duration_ms: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    peer: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_cert: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    model: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    backend: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tokens: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    body_sha256: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+/// Writes one access-log line (newline included) in the shape `tracing-subscriber`'s JSON
+/// format gives every other log line (`timestamp`, `level`, `fields`, `target`), so that
+/// consumers see one schema whichever path wrote it. Written by hand: this runs on every
+/// request, and a derived `Serialize` with owned fields cost several times more.
+fn write_access_line(
+    buf: &mut Vec<u8>,
+    now: std::time::SystemTime,
+    line: &Line<'_>,
+    served: &Served,
+    body_sha256: Option<&str>,
     body_size: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    body: Option<String>,
+    body: Option<&str>,
+) {
+    use std::io::Write as _;
+    buf.extend_from_slice(b"{\"timestamp\":\"");
+    write_timestamp_micros(buf, now);
+    buf.extend_from_slice(b"\",\"level\":\"INFO\",\"fields\":{\"message\":\"request\",\"request_id\":");
+    json_str(buf, line.request_id);
+    if let Some(p) = line.principal {
+        buf.extend_from_slice(b",\"principal\":");
+        json_str(buf, p);
+    }
+    buf.extend_from_slice(b",\"method\":");
+    json_str(buf, line.method);
+    buf.extend_from_slice(b",\"path\":");
+    json_str(buf, line.path);
+    let _ = write!(buf, ",\"status\":{},\"duration_ms\":", line.status);
+    let _ = serde_json::to_writer(&mut *buf, &(line.elapsed.as_secs_f64() * 1000.0));
+    if let Some(peer) = line.peer {
+        // A socket address's text (digits, dots, colons, brackets, `%` and a scope
+        // number) needs no escaping.
+        let _ = write!(buf, ",\"peer\":\"{}\"", peer.addr);
+        if let Some(c) = &peer.cert_sha256 {
+            buf.extend_from_slice(b",\"client_cert\":");
+            json_str(buf, c);
+        }
+    }
+    let optional: [(&[u8], Option<&str>); 2] = [
+        (b",\"model\":", served.model.as_deref()),
+        (b",\"backend\":", served.backend.as_deref()),
+    ];
+    for (key, value) in optional {
+        if let Some(v) = value {
+            buf.extend_from_slice(key);
+            json_str(buf, v);
+        }
+    }
+    if let Some(t) = served.tokens {
+        let _ = write!(buf, ",\"tokens\":{t}");
+    }
+    if let Some(h) = body_sha256 {
+        buf.extend_from_slice(b",\"body_sha256\":");
+        json_str(buf, h);
+    }
+    if let Some(n) = body_size {
+        let _ = write!(buf, ",\"body_size\":{n}");
+    }
+    if let Some(b) = body {
+        buf.extend_from_slice(b",\"body\":");
+        json_str(buf, b);
+    }
+    buf.extend_from_slice(b"},\"target\":\"palisade::access\"}\n");
 }
 
-/// RFC 3339 UTC with microseconds, as `tracing-subscriber` writes its timestamps.
-fn timestamp_micros(t: std::time::SystemTime) -> String {
-    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let whole = palisade_core::time::rfc3339(d.as_secs());
-    let date_time = whole.strip_suffix('Z').unwrap_or(&whole);
-    format!("{date_time}.{:06}Z", d.subsec_micros())
+/// `s` as a JSON string (RFC 8259 §7: quote, backslash and control characters escaped).
+fn json_str(buf: &mut Vec<u8>, s: &str) {
+    buf.push(b'"');
+    let bytes = s.as_bytes();
+    let mut from = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        buf.extend_from_slice(&bytes[from..i]);
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            buf.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 15)],
+            ]);
+        } else {
+            buf.extend_from_slice(escape);
+        }
+        from = i + 1;
+    }
+    buf.extend_from_slice(&bytes[from..]);
+    buf.push(b'"');
+}
+
+thread_local! {
+    /// The last whole second formatted (`YYYY-MM-DDTHH:MM:SS`), reused within it.
+    static SECOND: std::cell::Cell<(u64, [u8; 19])> = const { std::cell::Cell::new((u64::MAX, [0; 19])) };
+}
+
+/// `now` as RFC 3339 UTC with microseconds (`2026-12-04T21:45:00.123456Z`).
+fn write_timestamp_micros(buf: &mut Vec<u8>, now: std::time::SystemTime) {
+    let d = now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (cached, mut text) = SECOND.with(std::cell::Cell::get);
+    if cached != secs {
+        let whole = palisade_core::time::rfc3339(secs);
+        let date_time = whole.strip_suffix('Z').unwrap_or(&whole).as_bytes();
+        if date_time.len() != text.len() {
+            // Years past 9999 do not fit the cache; write them as they come.
+            buf.extend_from_slice(date_time);
+            let _ = std::io::Write::write_fmt(buf, format_args!(".{:06}Z", d.subsec_micros()));
+            return;
+        }
+        text.copy_from_slice(date_time);
+        SECOND.with(|c| c.set((secs, text)));
+    }
+    buf.extend_from_slice(&text);
+    let mut micros = d.subsec_micros();
+    let mut digits = [b'0'; 6];
+    for slot in digits.iter_mut().rev() {
+        *slot = b'0' + (micros % 10) as u8;
+        micros /= 10;
+    }
+    buf.push(b'.');
+    buf.extend_from_slice(&digits);
+    buf.push(b'Z');
 }
 
 impl Gateway {
@@ -728,7 +826,7 @@ fn access_log(gw: &Gateway, served: &Served, line: &Line<'_>) {
             BodyLog::None => body_size = None,
             BodyLog::Hash => {
                 use sha2::Digest as _;
-                body_sha256 = Some(hex::encode(sha2::Sha256::digest(b)));
+                body_sha256 = Some(<[u8; 32]>::from(sha2::Sha256::digest(b)));
             }
             BodyLog::Redacted => {
                 let text = String::from_utf8_lossy(&b[..b.len().min(64 << 10)]).into_owned();
@@ -746,35 +844,25 @@ fn access_log(gw: &Gateway, served: &Served, line: &Line<'_>) {
         }
     }
     if let Some(sink) = gw.access_sink.get() {
-        let record = AccessLine {
-            timestamp: timestamp_micros(std::time::SystemTime::now()),
-            level: "INFO",
-            fields: AccessFields {
-                message: "request",
-                request_id: line.request_id,
-                principal: line.principal,
-                method: line.method,
-                path: line.path,
-                status: line.status,
-                duration_ms: line.elapsed.as_secs_f64() * 1000.0,
-                peer: line.peer.map(|p| p.addr.to_string()),
-                client_cert: line.peer.and_then(|p| p.cert_sha256.as_deref()),
-                model: served.model.as_deref(),
-                backend: served.backend.as_deref(),
-                tokens: served.tokens,
-                body_sha256,
-                body_size,
-                body: body_text,
-            },
-            target: "palisade::access",
-        };
         let mut buf = Vec::with_capacity(512);
-        if serde_json::to_writer(&mut buf, &record).is_ok() {
-            buf.push(b'\n');
-            sink(&buf);
-        }
+        let mut hex_buf = [0u8; 64];
+        let body_sha256 = body_sha256.map(|d| {
+            let _ = hex::encode_to_slice(d, &mut hex_buf);
+            std::str::from_utf8(&hex_buf).unwrap_or_default()
+        });
+        write_access_line(
+            &mut buf,
+            std::time::SystemTime::now(),
+            line,
+            served,
+            body_sha256,
+            body_size,
+            body_text.as_deref(),
+        );
+        sink(&buf);
         return;
     }
+    let body_sha256 = body_sha256.map(hex::encode);
     tracing::info!(
         target: "palisade::access",
         request_id = line.request_id,
@@ -817,5 +905,93 @@ mod open_tasks_tests {
         let done = tokio::time::timeout(Duration::from_secs(5), waiter).await;
         assert!(matches!(done, Ok(Ok(true))), "the last task out wakes the waiter");
         assert_eq!(open.open(), 0);
+    }
+}
+
+#[cfg(test)]
+mod access_line_tests {
+    use super::*;
+
+    #[test]
+    fn every_string_survives_json_escaping() {
+        let mut samples: Vec<String> = (0u8..0x80).map(|b| format!("a{}b", b as char)).collect();
+        samples.push("\"quoted\" \\ back\\slash \u{7f} é 漢字 🦀 \u{2028}".to_owned());
+        samples.push(String::new());
+        samples.push((0u8..0x20).map(char::from).collect());
+        for s in samples {
+            let mut buf = Vec::new();
+            json_str(&mut buf, &s);
+            let back: String = serde_json::from_slice(&buf).unwrap_or_else(|e| panic!("{s:?}: {e}"));
+            assert_eq!(back, s);
+        }
+    }
+
+    #[test]
+    fn timestamps_have_microseconds_and_follow_the_second() {
+        let at = |secs: u64, micros: u32| {
+            let mut buf = Vec::new();
+            write_timestamp_micros(&mut buf, std::time::UNIX_EPOCH + Duration::new(secs, micros * 1000));
+            String::from_utf8(buf).unwrap()
+        };
+        assert_eq!(at(0, 7), "1970-01-01T00:00:00.000007Z");
+        // Within one second the cached part is reused; the next second replaces it.
+        assert_eq!(at(1_796_000_000, 123_456), "2026-11-30T00:53:20.123456Z");
+        assert_eq!(at(1_796_000_000, 999_999), "2026-11-30T00:53:20.999999Z");
+        assert_eq!(at(1_796_000_001, 0), "2026-11-30T00:53:21.000000Z");
+        for secs in [951_782_400u64, 4_102_444_799] {
+            let whole = palisade_core::time::rfc3339(secs);
+            assert_eq!(at(secs, 42), format!("{}.000042Z", whole.trim_end_matches('Z')));
+        }
+    }
+
+    #[test]
+    fn an_access_line_is_one_json_object_with_every_field() {
+        let peer = server::Peer {
+            addr: "[::1]:4711".parse().unwrap(),
+            cert_sha256: Some("ab".repeat(32)),
+        };
+        let line = Line {
+            request_id: "00ff00ff00ff00ff",
+            principal: Some("key:\"odd\"\n"),
+            method: "POST",
+            path: "/v1/chat/completions",
+            status: 200,
+            elapsed: Duration::from_micros(1250),
+            peer: Some(&peer),
+        };
+        let served = Served {
+            model: Some("chat".into()),
+            backend: Some("blue".into()),
+            tokens: Some(42),
+            ..Served::default()
+        };
+        let mut buf = Vec::new();
+        write_access_line(
+            &mut buf,
+            std::time::SystemTime::now(),
+            &line,
+            &served,
+            Some("cd"),
+            Some(7),
+            Some("hi"),
+        );
+        assert_eq!(buf.iter().filter(|b| **b == b'\n').count(), 1);
+        assert_eq!(buf.last(), Some(&b'\n'));
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        let f = &v["fields"];
+        assert_eq!(v["level"], "INFO");
+        assert_eq!(v["target"], "palisade::access");
+        assert_eq!(f["principal"], "key:\"odd\"\n");
+        assert_eq!(f["peer"], "[::1]:4711");
+        assert_eq!(f["client_cert"], "ab".repeat(32));
+        assert_eq!(f["duration_ms"], 1.25);
+        assert_eq!(f["tokens"], 42);
+        assert_eq!(f["body_sha256"], "cd");
+        assert_eq!(f["body_size"], 7);
+        assert_eq!(f["body"], "hi");
+        assert_eq!(
+            (f["model"].as_str(), f["backend"].as_str()),
+            (Some("chat"), Some("blue"))
+        );
     }
 }

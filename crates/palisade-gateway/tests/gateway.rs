@@ -1117,3 +1117,46 @@ async fn access_log_lines_carry_the_request_and_follow_each_models_body_policy()
     assert_eq!(f["status"], 401);
     assert!(f.get("principal").is_none() && f.get("model").is_none());
 }
+
+#[tokio::test]
+async fn a_request_body_that_stalls_is_cut_off_after_the_idle_limit() {
+    use tower::ServiceExt as _;
+    let config = BASE.replace("max_concurrency = 64\n", "max_concurrency = 64\nbody_idle_secs = 1\n");
+    assert_ne!(config, BASE);
+    let h = harness(&config).await;
+    let (_, t) = h.keys.add("svc", &["invoker"]);
+    // Half a body, then nothing: the sender is held open and never sends the rest.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
+    tx.send(Ok(bytes::Bytes::from_static(b"{\"model\": \"chat\", \"mess")))
+        .await
+        .unwrap();
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri("/v1/chat/completions")
+        .header("authorization", format!("Bearer {t}"))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from_stream(stream))
+        .unwrap();
+    let started = Instant::now();
+    let resp = tokio::time::timeout(Duration::from_secs(15), h.app.clone().oneshot(req))
+        .await
+        .expect("the stalled body is cut off, not waited for")
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(resp.status(), 400);
+    assert!(
+        waited >= Duration::from_millis(900),
+        "not before the idle limit: {waited:?}"
+    );
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("could not be read"),
+        "{v}"
+    );
+    drop(tx);
+}
