@@ -524,6 +524,9 @@ fn api_of(path: &str) -> &'static str {
     }
 }
 
+/// Made once: a name given as a string is parsed and checked on every insert.
+const X_REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
+
 /// A random request id: 16 lowercase hex digits, written into `buf`.
 fn request_id(buf: &mut [u8; 16]) -> &str {
     let _ = hex::encode_to_slice(fastrand::u64(..).to_be_bytes(), buf);
@@ -611,7 +614,7 @@ async fn observe(
             .observe(elapsed.as_secs_f64());
     }
     if let Ok(v) = HeaderValue::from_str(request_id) {
-        resp.headers_mut().insert("x-request-id", v);
+        resp.headers_mut().insert(X_REQUEST_ID, v);
     }
     if let (Some(t), Some(ctx)) = (&gw.tracer, span.filter(|s| s.sampled)) {
         let mut attributes = vec![

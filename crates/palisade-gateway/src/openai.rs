@@ -92,41 +92,66 @@ async fn handle(gw: Arc<Gateway>, caller: Caller, api: Api, body: Body) -> Respo
     resp
 }
 
-/// The texts of a request that the request filters check, as JSON pointers into it.
-fn prompt_pointers(api: Api, body: &Map<String, Value>) -> Vec<String> {
-    let mut out = Vec::new();
+/// Where one checked text of a request sits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PromptAt {
+    /// `messages[i].content`, a string.
+    Content(usize),
+    /// `messages[i].content[j].text`.
+    Part(usize, usize),
+    /// The whole `prompt` / `input`, a string.
+    Whole(&'static str),
+    /// `prompt[i]` / `input[i]`.
+    Item(&'static str, usize),
+}
+
+impl PromptAt {
+    /// The JSON pointer to the text.
+    fn pointer(self) -> String {
+        match self {
+            PromptAt::Content(i) => format!("/messages/{i}/content"),
+            PromptAt::Part(i, j) => format!("/messages/{i}/content/{j}/text"),
+            PromptAt::Whole(key) => format!("/{key}"),
+            PromptAt::Item(key, i) => format!("/{key}/{i}"),
+        }
+    }
+}
+
+/// Calls `f` with each text of a request that the request filters check, in order.
+fn each_prompt<'a>(api: Api, body: &'a Map<String, Value>, mut f: impl FnMut(PromptAt, &'a str)) {
     match api {
         Api::Chat => {
-            if let Some(Value::Array(msgs)) = body.get("messages") {
-                for (i, m) in msgs.iter().enumerate() {
-                    let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
-                    // System and developer messages are the operator's; assistant turns
-                    // were checked on their way out.
-                    if !matches!(role, "user" | "tool" | "function") {
-                        continue;
-                    }
-                    match m.get("content") {
-                        Some(Value::String(_)) => out.push(format!("/messages/{i}/content")),
-                        Some(Value::Array(parts)) => {
-                            for (j, p) in parts.iter().enumerate() {
-                                if p.get("text").is_some_and(Value::is_string) {
-                                    out.push(format!("/messages/{i}/content/{j}/text"));
-                                }
+            let Some(Value::Array(msgs)) = body.get("messages") else {
+                return;
+            };
+            for (i, m) in msgs.iter().enumerate() {
+                let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
+                // System and developer messages are the operator's; assistant turns
+                // were checked on their way out.
+                if !matches!(role, "user" | "tool" | "function") {
+                    continue;
+                }
+                match m.get("content") {
+                    Some(Value::String(t)) => f(PromptAt::Content(i), t),
+                    Some(Value::Array(parts)) => {
+                        for (j, p) in parts.iter().enumerate() {
+                            if let Some(Value::String(t)) = p.get("text") {
+                                f(PromptAt::Part(i, j), t);
                             }
                         }
-                        _ => {}
                     }
+                    _ => {}
                 }
             }
         }
         Api::Completions | Api::Embeddings => {
             let key = if api == Api::Completions { "prompt" } else { "input" };
             match body.get(key) {
-                Some(Value::String(_)) => out.push(format!("/{key}")),
+                Some(Value::String(t)) => f(PromptAt::Whole(key), t),
                 Some(Value::Array(items)) => {
                     for (i, v) in items.iter().enumerate() {
-                        if v.is_string() {
-                            out.push(format!("/{key}/{i}"));
+                        if let Value::String(t) = v {
+                            f(PromptAt::Item(key, i), t);
                         }
                     }
                 }
@@ -134,6 +159,12 @@ fn prompt_pointers(api: Api, body: &Map<String, Value>) -> Vec<String> {
             }
         }
     }
+}
+
+/// The texts of a request that the request filters check, as JSON pointers into it.
+fn prompt_pointers(api: Api, body: &Map<String, Value>) -> Vec<String> {
+    let mut out = Vec::new();
+    each_prompt(api, body, |at, _| out.push(at.pointer()));
     out
 }
 
@@ -227,16 +258,21 @@ async fn proxy(gw: &Arc<Gateway>, caller: &Caller, api: Api, body: Body, served:
     } else {
         Vec::new()
     };
-    let pointers = prompt_pointers(api, obj);
-    let mut prompt_bytes = 0usize;
+    let (mut prompt_count, mut prompt_bytes) = (0usize, 0usize);
+    each_prompt(api, obj, |_, text| {
+        prompt_count += 1;
+        prompt_bytes += text.len();
+    });
+    // Pointers (and copies of the texts) only when a filter reads them.
+    let pointers = if d.config.guard.input && !filters.is_empty() {
+        prompt_pointers(api, obj)
+    } else {
+        Vec::new()
+    };
     for p in &pointers {
         let Some(Value::String(text)) = value.pointer(p).cloned() else {
             continue;
         };
-        prompt_bytes += text.len();
-        if !d.config.guard.input || filters.is_empty() {
-            continue;
-        }
         let o = filter::run_request(&mut filters, &text);
         record_findings(gw, "request", &o.findings);
         match o.action {
@@ -291,7 +327,7 @@ async fn proxy(gw: &Arc<Gateway>, caller: &Caller, api: Api, body: Body, served:
             }
         }
     };
-    let estimate = estimate_tokens(pointers.len(), prompt_bytes);
+    let estimate = estimate_tokens(prompt_count, prompt_bytes);
     let admission = gw.admit(caller, &d.name, estimate + max_tokens).await?;
 
     // Upstream.
@@ -1066,6 +1102,23 @@ mod tests {
         );
         let c = json!({"model": "m", "prompt": "x"});
         assert_eq!(prompt_pointers(Api::Completions, c.as_object().unwrap()), ["/prompt"]);
+        // The texts themselves, for the token estimate, in the same order.
+        let mut seen = Vec::new();
+        each_prompt(Api::Chat, body.as_object().unwrap(), |at, t| seen.push((at, t)));
+        assert_eq!(
+            seen,
+            [
+                (PromptAt::Content(1), "hello"),
+                (PromptAt::Part(3, 0), "part"),
+                (PromptAt::Content(4), "result")
+            ]
+        );
+        let mut seen = Vec::new();
+        each_prompt(Api::Embeddings, e.as_object().unwrap(), |at, t| seen.push((at, t)));
+        assert_eq!(
+            seen,
+            [(PromptAt::Item("input", 0), "a"), (PromptAt::Item("input", 2), "b")]
+        );
     }
 
     #[test]
