@@ -535,12 +535,7 @@ fn request_id(buf: &mut [u8; 16]) -> &str {
 
 /// Load shedding, authentication (matched routes that are not public), request ids,
 /// metrics and the access log around every request.
-async fn observe(
-    State(gw): State<Arc<Gateway>>,
-    matched: Option<MatchedPath>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+async fn observe(State(gw): State<Arc<Gateway>>, matched: Option<MatchedPath>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let started_at = std::time::SystemTime::now();
     let method = req.method().clone();
@@ -571,9 +566,6 @@ async fn observe(
         let parent = req.headers().get("traceparent").and_then(|v| v.to_str().ok());
         trace::SpanContext::start(parent, t.config.sample_ratio)
     });
-    if let Some(s) = span {
-        req.extensions_mut().insert(s);
-    }
     // A body that stops arriving for `body_idle_secs` fails its reader (slow clients).
     let idle = Duration::from_secs(gw.config.limits.body_idle_secs);
     let mut req = req.map(|b| axum::body::Body::new(tower_http::timeout::TimeoutBody::new(idle, b)));
@@ -739,39 +731,9 @@ fn write_access_line(
     buf.extend_from_slice(b"},\"target\":\"palisade::access\"}\n");
 }
 
-/// `s` as a JSON string (RFC 8259 §7: quote, backslash and control characters escaped).
+/// `s` as a JSON string, escaped by serde_json (writing into a `Vec` cannot fail).
 fn json_str(buf: &mut Vec<u8>, s: &str) {
-    buf.push(b'"');
-    let bytes = s.as_bytes();
-    let mut from = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x00..=0x1f => b"",
-            _ => continue,
-        };
-        buf.extend_from_slice(&bytes[from..i]);
-        if escape.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            buf.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 15)],
-            ]);
-        } else {
-            buf.extend_from_slice(escape);
-        }
-        from = i + 1;
-    }
-    buf.extend_from_slice(&bytes[from..]);
-    buf.push(b'"');
+    let _ = serde_json::to_writer(&mut *buf, s);
 }
 
 thread_local! {
